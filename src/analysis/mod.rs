@@ -1,0 +1,275 @@
+//! One analysis from submitted bytes to a stored report: identify the sample, make sure the
+//! guest image exists, run the supervisor, build the report, keep the artifacts, clean up.
+
+pub mod build;
+mod leftovers;
+mod report;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::config::{Config, Limits};
+use crate::image::{ImageError, ImageInfo, ImageStore};
+use crate::paths::DataDir;
+use crate::report::Report;
+use crate::sample::{Sample, SAMPLE_DIR};
+use crate::sandbox::cgroup::{Cgroup, Hierarchy};
+use crate::sandbox::{RunLayout, SandboxOutcome, SandboxSpec};
+
+pub use leftovers::sweep;
+
+/// The guest image every Linux sample runs in.
+pub const LINUX_IMAGE: &str = "linux";
+
+/// Extra time the supervisor gets beyond the timeout for set-up and collection.
+const SUPERVISOR_GRACE: Duration = Duration::from_secs(120);
+
+/// What to analyse.
+#[derive(Debug, Clone)]
+pub struct AnalysisRequest {
+    /// The name as submitted (kept verbatim in the report).
+    pub file_name: String,
+    pub bytes: Vec<u8>,
+    /// argv for the sample after its own path.
+    pub arguments: Vec<String>,
+    pub limits: Limits,
+}
+
+/// Why an analysis could not produce a report.
+#[derive(Debug, thiserror::Error)]
+pub enum AnalysisError {
+    #[error("guest image: {0}")]
+    Image(#[from] ImageError),
+    #[error("{step} {path}: {source}")]
+    Io {
+        step: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("sandbox failed: {0}")]
+    Sandbox(String),
+    #[error("interrupted; the sandbox was torn down")]
+    Interrupted,
+}
+
+fn io<'a>(step: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> AnalysisError + 'a {
+    move |source| AnalysisError::Io {
+        step,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// A finished analysis: its report and the directory holding `report.json` and artifacts.
+#[derive(Debug)]
+pub struct Finished {
+    pub report: Report,
+    pub dir: PathBuf,
+}
+
+/// Runs analyses with the native backend.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    pub data: DataDir,
+    pub config: Config,
+}
+
+impl Engine {
+    pub fn new(data: DataDir, config: Config) -> Self {
+        Engine { data, config }
+    }
+
+    /// Runs one analysis to its end. Blocking; `cancel` tears the sandbox down early.
+    pub fn analyze(
+        &self,
+        analysis_id: &str,
+        request: &AnalysisRequest,
+        progress: &mut dyn FnMut(&str),
+        cancel: &AtomicBool,
+    ) -> Result<Finished, AnalysisError> {
+        let sample = Sample::identify(&request.file_name, &request.bytes);
+        let dir = self.data.analysis(analysis_id);
+        fs::create_dir_all(dir.join("artifacts")).map_err(io("mkdir", &dir))?;
+        let started = chrono::Utc::now();
+
+        let command = match sample.command(&request.arguments) {
+            Ok(c) => c,
+            Err(reason) => {
+                let report = report::not_executed(analysis_id, &sample, request, None, reason, started);
+                return self.store(dir, report);
+            }
+        };
+        let image = ImageStore::new(&self.data).ensure(LINUX_IMAGE, progress)?;
+        progress(&format!("running {} in the sandbox", sample.info.file_name));
+
+        let run = RunLayout::new(&self.data.run(analysis_id));
+        let outcome = self.run_sandbox(analysis_id, request, &sample, &command, &image, &run, cancel);
+        let outcome = match outcome {
+            Ok(o) => o,
+            Err(e) => {
+                self.discard_run(analysis_id, &run);
+                return Err(e);
+            }
+        };
+        let report = report::from_run(
+            analysis_id,
+            &sample,
+            request,
+            &image,
+            &command,
+            &run,
+            &outcome,
+            &self.config,
+            started,
+        );
+        keep_artifacts(&run, &dir)?;
+        self.discard_run(analysis_id, &run);
+        self.store(dir, report)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn run_sandbox(
+        &self,
+        analysis_id: &str,
+        request: &AnalysisRequest,
+        sample: &Sample,
+        command: &[String],
+        image: &ImageInfo,
+        run: &RunLayout,
+        cancel: &AtomicBool,
+    ) -> Result<SandboxOutcome, AnalysisError> {
+        fs::create_dir_all(&run.dir).map_err(io("mkdir", &run.dir))?;
+        leftovers::write_owner(run).map_err(io("write", &run.owner()))?;
+        fs::write(run.sample(), &request.bytes).map_err(io("write", &run.sample()))?;
+        let spec = SandboxSpec {
+            analysis_id: analysis_id.to_string(),
+            run_dir: run.dir.clone(),
+            rootfs: image.rootfs.clone(),
+            limits: request.limits,
+            argv: command.to_vec(),
+            env: guest_environment(),
+            cwd: SAMPLE_DIR.to_string(),
+            hostname: crate::guest::HOSTNAME.to_string(),
+            sample_guest_path: sample.info.sandbox_path.clone(),
+            sample_sha256: sample.info.sha256.clone(),
+            artifact_max_bytes: self.config.sandbox.artifact_max_bytes,
+            output_keep_bytes: self
+                .config
+                .sandbox
+                .artifact_max_bytes
+                .max(self.config.sandbox.output_max_bytes),
+        };
+        let text = serde_json::to_vec_pretty(&spec).unwrap_or_default();
+        fs::write(run.spec(), text).map_err(io("write", &run.spec()))?;
+        let limit = Duration::from_secs(request.limits.timeout_s) + SUPERVISOR_GRACE;
+        run_supervisor(run, limit, cancel)?;
+        let text = fs::read(run.outcome()).map_err(io("read", &run.outcome()))?;
+        serde_json::from_slice(&text)
+            .map_err(|e| AnalysisError::Sandbox(format!("unreadable outcome.json: {e}")))
+    }
+
+    /// Removes the run directory and the cgroup of an analysis, whatever state they are in.
+    fn discard_run(&self, analysis_id: &str, run: &RunLayout) {
+        if let Ok(h) = Hierarchy::detect() {
+            let _ = Cgroup::open(&h, analysis_id).destroy();
+        }
+        let _ = leftovers::remove_run_dir(&run.dir);
+    }
+
+    fn store(&self, dir: PathBuf, report: Report) -> Result<Finished, AnalysisError> {
+        let path = dir.join("report.json");
+        let text = serde_json::to_vec_pretty(&report).unwrap_or_default();
+        let tmp = dir.join(".report.json.tmp");
+        fs::write(&tmp, text).map_err(io("write", &tmp))?;
+        fs::rename(&tmp, &path).map_err(io("rename", &path))?;
+        Ok(Finished { report, dir })
+    }
+}
+
+/// The sample's whole environment: what a root login on an ordinary server has.
+pub fn guest_environment() -> Vec<String> {
+    let host = crate::guest::HOSTNAME;
+    [
+        "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "HOME=/root",
+        "USER=root",
+        "LOGNAME=root",
+        "SHELL=/bin/bash",
+        "TERM=xterm",
+        "LANG=C.UTF-8",
+        "PWD=/root",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain([format!("HOSTNAME={host}")])
+    .collect()
+}
+
+/// Starts `aegis sandbox-exec` and waits for it, honouring `cancel` and a watchdog.
+fn run_supervisor(run: &RunLayout, limit: Duration, cancel: &AtomicBool) -> Result<(), AnalysisError> {
+    let exe = std::env::current_exe().map_err(io("locate", Path::new("/proc/self/exe")))?;
+    let mut child = Command::new(exe)
+        .arg("sandbox-exec")
+        .arg("--spec")
+        .arg(run.spec())
+        .env_clear()
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(io("start supervisor for", &run.dir))?;
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().map_err(io("wait for supervisor of", &run.dir))? {
+            break status;
+        }
+        if cancel.load(Ordering::SeqCst) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(AnalysisError::Interrupted);
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(AnalysisError::Sandbox(format!(
+                "supervisor did not finish within {} s",
+                limit.as_secs()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    if status.success() {
+        return Ok(());
+    }
+    let mut stderr = String::new();
+    if let Some(mut pipe) = child.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
+    }
+    let last = stderr.lines().last().unwrap_or("no message").to_string();
+    Err(AnalysisError::Sandbox(format!("{last} ({status})")))
+}
+
+/// Moves the run's artifacts (dropped files, output streams) into the analysis directory.
+fn keep_artifacts(run: &RunLayout, dir: &Path) -> Result<(), AnalysisError> {
+    let target = dir.join("artifacts");
+    let dropped = run.dropped();
+    if dropped.exists() {
+        let to = target.join("dropped");
+        fs::create_dir_all(&to).map_err(io("mkdir", &to))?;
+        for entry in fs::read_dir(&dropped).map_err(io("read", &dropped))?.flatten() {
+            let dest = to.join(entry.file_name());
+            fs::rename(entry.path(), &dest).map_err(io("move artifact to", &dest))?;
+        }
+    }
+    for name in ["stdout", "stderr"] {
+        let from = run.stream(name);
+        if fs::metadata(&from).is_ok_and(|m| m.len() > 0) {
+            let dest = target.join(format!("{name}.bin"));
+            fs::rename(&from, &dest).map_err(io("move artifact to", &dest))?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,271 @@
+//! Assembling the report document.
+
+use std::fs;
+
+use chrono::{DateTime, Duration, SecondsFormat, Utc};
+
+use super::build::{process_tree, summarize, Behaviour, Builder};
+use super::AnalysisRequest;
+use crate::config::Config;
+use crate::image::ImageInfo;
+use crate::monitor::events::parse_stream;
+use crate::report::{
+    text, EndReason, Environment, Execution, Incomplete, Network, Output, Report, ReportStatus,
+    Stream, Summary, REPORT_VERSION,
+};
+use crate::sample::{Sample, SAMPLE_DIR};
+use crate::sandbox::{RunLayout, SandboxOutcome};
+
+fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+fn environment(request: &AnalysisRequest, image: Option<&ImageInfo>, cgroup: &str) -> Environment {
+    Environment {
+        backend: "native".into(),
+        image: image.map_or("linux".into(), |i| i.name.clone()),
+        image_digest: image.map_or(String::new(), |i| i.digest.clone()),
+        network: "none".into(),
+        limits: request.limits,
+        hostname: crate::guest::HOSTNAME.into(),
+        cgroup_version: cgroup.into(),
+        aegis_version: env!("CARGO_PKG_VERSION").into(),
+    }
+}
+
+fn network_none() -> Network {
+    Network {
+        mode: "none".into(),
+        ..Default::default()
+    }
+}
+
+/// The report of a sample that never ran, with the reason.
+pub fn not_executed(
+    analysis_id: &str,
+    sample: &Sample,
+    request: &AnalysisRequest,
+    image: Option<&ImageInfo>,
+    reason: String,
+    started: DateTime<Utc>,
+) -> Report {
+    let now = rfc3339(started);
+    Report {
+        analysis_id: analysis_id.into(),
+        status: ReportStatus::Completed,
+        report_version: REPORT_VERSION.into(),
+        sample: sample.info.clone(),
+        environment: environment(request, image, ""),
+        execution: Execution {
+            command: Vec::new(),
+            cwd: SAMPLE_DIR.into(),
+            started_at: now.clone(),
+            ended_at: now,
+            duration_s: 0.0,
+            exit_code: None,
+            signal: None,
+            end_reason: EndReason::NotExecuted,
+            limits_hit: Vec::new(),
+            memory_peak_bytes: None,
+            cpu_time_s: None,
+            error: Some(reason),
+        },
+        processes: Vec::new(),
+        process_tree: Vec::new(),
+        files: Default::default(),
+        network: network_none(),
+        events_of_note: Vec::new(),
+        output: Output::default(),
+        summary: Summary::default(),
+        incomplete: Vec::new(),
+    }
+}
+
+/// The report of a sandbox run.
+#[allow(clippy::too_many_arguments)]
+pub fn from_run(
+    analysis_id: &str,
+    sample: &Sample,
+    request: &AnalysisRequest,
+    image: &ImageInfo,
+    command: &[String],
+    run: &RunLayout,
+    outcome: &SandboxOutcome,
+    config: &Config,
+    submitted: DateTime<Utc>,
+) -> Report {
+    let text = fs::read_to_string(run.events()).unwrap_or_default();
+    let (events, torn) = parse_stream(&text);
+    let mut builder = Builder::new(outcome, command);
+    for ev in events {
+        builder.feed(ev);
+    }
+    let mut behaviour = builder.finish(&outcome.files);
+    let incomplete = incompleteness(&mut behaviour, outcome, torn);
+    let execution = execution(&behaviour, outcome, command, submitted);
+    let failed = outcome.setup_error.is_some()
+        || (!behaviour.stream_complete && !outcome.timed_out && !outcome.pids_stopped);
+    let summary = summarize(&behaviour);
+    let output_max = config.sandbox.output_max_bytes;
+    Report {
+        analysis_id: analysis_id.into(),
+        status: if failed {
+            ReportStatus::Failed
+        } else {
+            ReportStatus::Completed
+        },
+        report_version: REPORT_VERSION.into(),
+        sample: sample.info.clone(),
+        environment: environment(request, Some(image), &outcome.cgroup_version),
+        execution,
+        process_tree: process_tree(&behaviour.processes),
+        processes: behaviour.processes,
+        files: behaviour.files,
+        network: Network {
+            mode: "none".into(),
+            ..behaviour.network
+        },
+        events_of_note: behaviour.events_of_note,
+        output: Output {
+            stdout: stream(run, "stdout", &outcome.stdout, output_max),
+            stderr: stream(run, "stderr", &outcome.stderr, output_max),
+        },
+        summary,
+        incomplete,
+    }
+}
+
+fn incompleteness(b: &mut Behaviour, outcome: &SandboxOutcome, torn: usize) -> Vec<Incomplete> {
+    let mut list = std::mem::take(&mut b.incomplete);
+    if let Some(e) = &outcome.setup_error {
+        list.push(Incomplete {
+            section: "execution".into(),
+            reason: format!("sandbox set-up failed: {e}"),
+            dropped: None,
+        });
+    }
+    if !b.stream_complete && !outcome.timed_out && !outcome.pids_stopped {
+        list.push(Incomplete {
+            section: "processes".into(),
+            reason: format!(
+                "the monitor ended before the sample's processes did (exit {:?}, signal {:?})",
+                outcome.monitor_exit_code, outcome.monitor_signal
+            ),
+            dropped: None,
+        });
+    }
+    if torn > 0 {
+        list.push(Incomplete {
+            section: "events".into(),
+            reason: "unreadable records in the monitor's stream".into(),
+            dropped: Some(torn as u64),
+        });
+    }
+    if outcome.files_dropped > 0 {
+        list.push(Incomplete {
+            section: "files".into(),
+            reason: "more files in the writable layer than the report keeps".into(),
+            dropped: Some(outcome.files_dropped),
+        });
+    }
+    for e in &outcome.collection_errors {
+        list.push(Incomplete {
+            section: "files".into(),
+            reason: e.clone(),
+            dropped: None,
+        });
+    }
+    list
+}
+
+fn execution(
+    b: &Behaviour,
+    outcome: &SandboxOutcome,
+    command: &[String],
+    submitted: DateTime<Utc>,
+) -> Execution {
+    let now_mono = crate::monitor::now_ns();
+    let wall_now = Utc::now();
+    let to_wall = |ns: u64| {
+        let back = now_mono.saturating_sub(ns);
+        wall_now - Duration::nanoseconds(back as i64)
+    };
+    let duration_s = outcome.ended_ns.saturating_sub(outcome.started_ns) as f64 / 1e9;
+    let root = b.processes.first();
+    let mut limits_hit = Vec::new();
+    if outcome.cgroup.oom_kills > 0 {
+        limits_hit.push("memory".to_string());
+    }
+    if outcome.cgroup.pids_limit_hits > 0 {
+        limits_hit.push("pids".to_string());
+    }
+    if outcome.disk_full {
+        limits_hit.push("disk".to_string());
+    }
+    if outcome.timed_out {
+        limits_hit.push("timeout".to_string());
+    }
+    let (end_reason, error) = end_reason(b, outcome);
+    let started = if outcome.started_ns > 0 {
+        to_wall(outcome.started_ns)
+    } else {
+        submitted
+    };
+    Execution {
+        command: command.to_vec(),
+        cwd: SAMPLE_DIR.into(),
+        started_at: rfc3339(started),
+        ended_at: rfc3339(to_wall(outcome.ended_ns.max(outcome.started_ns))),
+        duration_s: (duration_s * 1e3).round() / 1e3,
+        exit_code: root.and_then(|p| p.exit_code),
+        signal: root.and_then(|p| p.signal.clone()),
+        end_reason,
+        limits_hit,
+        memory_peak_bytes: outcome.cgroup.memory_peak_bytes,
+        cpu_time_s: outcome.cgroup.cpu_time_ns.map(|n| (n as f64 / 1e6).round() / 1e3),
+        error,
+    }
+}
+
+/// Which of the ways a run can end applies; limits beat the timeout because they explain it.
+fn end_reason(b: &Behaviour, outcome: &SandboxOutcome) -> (EndReason, Option<String>) {
+    if let Some(e) = &outcome.setup_error {
+        return (EndReason::NotExecuted, Some(format!("sandbox set-up failed: {e}")));
+    }
+    if let Some((path, errno)) = &b.first_exec_failure {
+        let hint = match errno.as_str() {
+            "ENOENT" => " (the file or its #! interpreter is missing from the guest image)",
+            "ENOEXEC" => " (the kernel does not recognise the format)",
+            _ => "",
+        };
+        return (
+            EndReason::NotExecuted,
+            Some(format!("exec of {path} failed: {errno}{hint}")),
+        );
+    }
+    let reason = if outcome.pids_stopped {
+        EndReason::PidsLimit
+    } else if outcome.cgroup.oom_kills > 0 {
+        EndReason::MemoryLimit
+    } else if outcome.disk_full {
+        EndReason::DiskLimit
+    } else if outcome.timed_out {
+        EndReason::Timeout
+    } else {
+        EndReason::Exited
+    };
+    (reason, None)
+}
+
+fn stream(run: &RunLayout, name: &str, captured: &crate::sandbox::Captured, max: u64) -> Stream {
+    let raw = fs::read(run.stream(name)).unwrap_or_default();
+    let shown = &raw[..raw.len().min(max as usize)];
+    let (text, encoding) = text::encode(shown);
+    Stream {
+        text,
+        encoding: encoding.into(),
+        bytes: captured.bytes,
+        truncated: captured.bytes > shown.len() as u64,
+        artifact: (captured.kept > 0).then(|| format!("{name}.bin")),
+    }
+}

@@ -1,0 +1,284 @@
+//! The `aegis` command line.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+
+use crate::analysis::{self, AnalysisRequest, Engine};
+use crate::config::{self, Config, LimitOverrides};
+use crate::image::ImageStore;
+use crate::paths::DataDir;
+use crate::report::Report;
+
+/// AegisAI Sandbox Orchestrator: runs a suspicious file in an isolated sandbox and reports
+/// what it does.
+#[derive(Debug, Parser)]
+#[command(name = "aegis", version, about)]
+pub struct Cli {
+    /// Data directory (images, analyses). Default: /var/lib/aegis as root,
+    /// ~/.local/share/aegis otherwise.
+    #[arg(long, global = true, env = "AEGIS_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Configuration file. Default: ./config.json when it exists.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Analyse one file and print a summary (or the full report with --json).
+    Analyze(AnalyzeArgs),
+    /// Build, list or remove guest images.
+    #[command(subcommand)]
+    Image(ImageCommand),
+    /// Check that this machine can run analyses; says what is missing and how to fix it.
+    Doctor,
+    /// Print the JSON Schema of the report.
+    Schema,
+    /// Analyse every script of a directory and write a Markdown table of the results.
+    Corpus(CorpusArgs),
+    /// Internal: the supervisor of one sandbox (started by the orchestrator).
+    #[command(hide = true, name = "sandbox-exec")]
+    SandboxExec {
+        #[arg(long)]
+        spec: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct AnalyzeArgs {
+    /// The file to analyse.
+    pub file: PathBuf,
+    /// Wall-clock timeout in seconds (default: sandbox.default_timeout).
+    #[arg(long)]
+    pub timeout: Option<u64>,
+    /// Memory limit, e.g. 512m or 1g (default: sandbox.memory_limit).
+    #[arg(long, value_parser = parse_size_arg)]
+    pub memory: Option<u64>,
+    /// CPU limit in CPUs, e.g. 0.5 (default: sandbox.cpu_limit).
+    #[arg(long, value_parser = parse_cpus_arg)]
+    pub cpus: Option<f64>,
+    /// Also write report.json and the artifacts to this directory.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Print the full report as JSON on stdout (and nothing else there).
+    #[arg(long)]
+    pub json: bool,
+    /// The name the sample is submitted under (default: the file's name).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Arguments passed to the sample.
+    #[arg(last = true)]
+    pub arguments: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Build (or rebuild) a guest image.
+    Build { name: String },
+    /// List built images.
+    List,
+    /// Remove an image.
+    Rm { name: String },
+}
+
+#[derive(Debug, Args)]
+pub struct CorpusArgs {
+    /// Directory of samples (e.g. ../shared/corpus/atomic-red-team/linux).
+    pub dir: PathBuf,
+    /// Markdown file to write.
+    #[arg(long, default_value = "docs/corpus.md")]
+    pub markdown: PathBuf,
+    /// Timeout per sample in seconds.
+    #[arg(long, default_value_t = 20)]
+    pub timeout: u64,
+}
+
+fn parse_size_arg(s: &str) -> Result<u64, String> {
+    config::parse_size(s).map_err(|e| format!("{e}; use a size such as 512m or 1g"))
+}
+
+fn parse_cpus_arg(s: &str) -> Result<f64, String> {
+    config::parse_cpus(s).map_err(|e| format!("{e}; use {}", config::CPUS_FORM))
+}
+
+/// Set by SIGINT/SIGTERM; the running analysis tears its sandbox down and stops.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_interrupt(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+fn catch_interrupts() {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+    let action = SigAction::new(
+        SigHandler::Handler(on_interrupt),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
+    for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        let _ = unsafe { sigaction(sig, &action) };
+    }
+}
+
+/// Runs the command line; the error is printed once, on one line, by `main`.
+pub fn run(cli: Cli) -> Result<i32> {
+    let data = DataDir::new(cli.data_dir.clone().unwrap_or_else(DataDir::default_root));
+    if let Command::SandboxExec { spec } = &cli.command {
+        crate::sandbox::supervise(spec)?;
+        return Ok(0);
+    }
+    let config = Config::load(cli.config.as_deref())?;
+    match cli.command {
+        Command::Analyze(args) => analyze(&data, config, args),
+        Command::Image(cmd) => image(&data, cmd),
+        Command::Doctor => {
+            let checks = crate::doctor::run_checks(&data);
+            crate::doctor::print(&checks);
+            Ok(if checks.iter().all(|c| c.ok) { 0 } else { 1 })
+        }
+        Command::Schema => {
+            print!("{}", crate::report::schema_json());
+            Ok(0)
+        }
+        Command::Corpus(args) => crate::corpus::run(&data, config, &args.dir, &args.markdown, args.timeout),
+        Command::SandboxExec { .. } => Ok(0),
+    }
+}
+
+fn analyze(data: &DataDir, config: Config, args: AnalyzeArgs) -> Result<i32> {
+    let bytes = std::fs::read(&args.file)
+        .with_context(|| format!("cannot read sample {}", args.file.display()))?;
+    let file_name = args.name.clone().unwrap_or_else(|| {
+        args.file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "sample".into())
+    });
+    let limits = config.limits(&LimitOverrides {
+        timeout_s: args.timeout,
+        memory_bytes: args.memory,
+        cpus: args.cpus,
+    })?;
+    let request = AnalysisRequest {
+        file_name,
+        bytes,
+        arguments: args.arguments.clone(),
+        limits,
+    };
+    std::fs::create_dir_all(data.root())
+        .with_context(|| format!("cannot create data directory {}", data.root().display()))?;
+    analysis::sweep(data);
+    catch_interrupts();
+    let show = std::io::stderr().is_terminal();
+    let mut progress = |line: &str| {
+        if show {
+            eprintln!("aegis: {line}");
+        }
+    };
+    let id = uuid::Uuid::new_v4().to_string();
+    let engine = Engine::new(data.clone(), config);
+    let finished = match engine.analyze(&id, &request, &mut progress, &INTERRUPTED) {
+        Ok(f) => f,
+        Err(analysis::AnalysisError::Interrupted) => {
+            eprintln!("aegis: interrupted; sandbox removed");
+            return Ok(130);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if let Some(out) = &args.out {
+        copy_dir(&finished.dir, out)?;
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&finished.report)?);
+    } else {
+        print_summary(&finished.report, &finished.dir);
+    }
+    Ok(if finished.report.status == crate::report::ReportStatus::Completed {
+        0
+    } else {
+        1
+    })
+}
+
+fn copy_dir(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to).with_context(|| format!("cannot create {}", to.display()))?;
+    for entry in std::fs::read_dir(from)?.flatten() {
+        let dest = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &dest)?;
+        } else {
+            std::fs::copy(entry.path(), &dest)
+                .with_context(|| format!("cannot write {}", dest.display()))?;
+        }
+    }
+    Ok(())
+}
+
+fn print_summary(r: &Report, dir: &Path) {
+    let e = &r.execution;
+    let end = serde_json::to_value(e.end_reason).unwrap_or_default();
+    println!("analysis   {}", r.analysis_id);
+    println!("sample     {} ({}, {} bytes)", r.sample.file_name, r.sample.file_type, r.sample.size);
+    println!("sha256     {}", r.sample.sha256);
+    println!(
+        "ended      {} after {:.2} s (exit code {}, signal {})",
+        end.as_str().unwrap_or("?"),
+        e.duration_s,
+        e.exit_code.map_or("-".into(), |c| c.to_string()),
+        e.signal.as_deref().unwrap_or("-")
+    );
+    if let Some(err) = &e.error {
+        println!("reason     {err}");
+    }
+    let c = &r.summary.counts;
+    println!(
+        "behaviour  {} processes, {} files created, {} modified, {} deleted, {} connections",
+        c.processes, c.files_created, c.files_modified, c.files_deleted, c.connections
+    );
+    for cmd in r.summary.command_executions.iter().take(10) {
+        println!("  exec     {cmd}");
+    }
+    for n in r.events_of_note.iter().take(10) {
+        println!("  note     {}: {}", n.kind, n.detail);
+    }
+    for i in &r.incomplete {
+        println!("  incomplete {}: {}", i.section, i.reason);
+    }
+    println!("report     {}", dir.join("report.json").display());
+}
+
+fn image(data: &DataDir, cmd: ImageCommand) -> Result<i32> {
+    let store = ImageStore::new(data);
+    match cmd {
+        ImageCommand::Build { name } => {
+            let mut progress = |line: &str| eprintln!("{line}");
+            let info = store.build(&name, &mut progress)?;
+            println!("{} {} ({} files)", info.name, info.digest, info.file_count);
+        }
+        ImageCommand::List => {
+            for info in store.list()? {
+                println!("{}\t{}\t{}\t{} bytes", info.name, info.digest, info.created_at, info.size_bytes);
+            }
+        }
+        ImageCommand::Rm { name } => {
+            store.remove(&name)?;
+            println!("removed {name}");
+        }
+    }
+    Ok(0)
+}
+
+/// Fails with a clear message when not root (the native backend needs it).
+pub fn require_root() -> Result<()> {
+    if !nix::unistd::geteuid().is_root() {
+        bail!("the native sandbox needs root (namespaces, cgroups, overlay mounts); run as root");
+    }
+    Ok(())
+}

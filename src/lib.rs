@@ -1,0 +1,22 @@
+//! AegisAI Sandbox Orchestrator.
+//!
+//! The tree follows the trust boundaries:
+//! - [`analysis`]: the orchestration of one analysis on the host (unprivileged logic).
+//! - [`sandbox`]: host-side privileged set-up of the native sandbox (namespaces, cgroups,
+//!   overlay mounts, seccomp) and the supervisor process that owns one sandbox.
+//! - [`monitor`]: the behaviour monitor, which runs *inside* the sandbox as its init process.
+//! - [`report`]: the report document and its JSON Schema.
+//! - [`image`]: guest images built with mmdebstrap.
+
+pub mod analysis;
+pub mod cli;
+pub mod corpus;
+pub mod config;
+pub mod doctor;
+pub mod guest;
+pub mod image;
+pub mod monitor;
+pub mod paths;
+pub mod report;
+pub mod sample;
+pub mod sandbox;

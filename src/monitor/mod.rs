@@ -1,0 +1,45 @@
+//! The behaviour monitor. It runs *inside* the sandbox as its init process (pid 1), starts
+//! the sample under ptrace and records what the sample does.
+//!
+//! Only the calls the seccomp policy marks `Trace` stop the sample (`SECCOMP_RET_TRACE` with
+//! `PTRACE_O_TRACESECCOMP`); fork, clone and exec are followed through ptrace options; every
+//! other call runs at native speed. The monitor needs nothing from the host but the fds it is
+//! handed, so the same code can run as the init of a container started by another backend.
+
+pub mod events;
+pub mod files;
+pub mod sink;
+pub mod syscalls;
+pub mod tracee;
+mod tracer;
+
+use std::ffi::CString;
+use std::fs::File;
+use std::os::fd::OwnedFd;
+
+pub use tracer::run;
+
+/// What the monitor needs to start and watch the sample.
+pub struct MonitorSetup {
+    /// argv of the sample; `argv[0]` is the path executed.
+    pub argv: Vec<CString>,
+    /// The sample's whole environment (nothing of the host's).
+    pub env: Vec<CString>,
+    pub cwd: CString,
+    /// stdin, stdout, stderr of the sample.
+    pub stdio: [OwnedFd; 3],
+    /// Where the event stream goes (outside the sandbox's view).
+    pub events: File,
+    /// Directory for dropped-file artifacts of deleted files (outside the sandbox's view).
+    pub artifacts: OwnedFd,
+    pub artifact_max_bytes: u64,
+    /// The compiled seccomp program for the sample.
+    pub filter: Vec<libc::sock_filter>,
+}
+
+/// Monotonic nanoseconds, the clock shared by monitor and host.
+pub fn now_ns() -> u64 {
+    let ts = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .map(|t| (t.tv_sec() as u64) * 1_000_000_000 + t.tv_nsec() as u64);
+    ts.unwrap_or(0)
+}

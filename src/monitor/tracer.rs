@@ -1,0 +1,447 @@
+//! The ptrace loop: start the sample, follow every task it makes, decode traced calls.
+
+use std::collections::HashMap;
+use std::ffi::CString;
+use std::io::BufWriter;
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use nix::sys::ptrace::{self, Event as PtraceEvent, Options};
+use nix::sys::signal::{raise, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::{fork, ForkResult, Pid};
+
+use super::events::Event;
+use super::files::{capture_deleted, ImageHashes};
+use super::sink::Sink;
+use super::syscalls::{self, Call, Entry, Pending};
+use super::{now_ns, tracee, MonitorSetup};
+use crate::sandbox::seccomp;
+
+/// One traced task (thread).
+struct Task {
+    tgid: i32,
+    /// The task has had its first (attach) stop.
+    attached: bool,
+    pending: Option<Pending>,
+}
+
+/// Socket families and types by (process, fd), to name the protocol of a connect.
+type Sockets = HashMap<(i32, i64), (i64, i64)>;
+
+struct Tracer {
+    sink: Sink<BufWriter<std::fs::File>>,
+    tasks: HashMap<i32, Task>,
+    sockets: Sockets,
+    hashes: ImageHashes,
+    artifacts: OwnedFd,
+    artifact_max: u64,
+}
+
+/// Starts the sample and records until its last process is gone. Returns the monitor's exit
+/// status: 0 when the stream is complete.
+pub fn run(setup: MonitorSetup) -> i32 {
+    // A sample may not read or trace its monitor: /proc/1/mem, ptrace attach and
+    // /proc/1/fd all need the monitor to be dumpable.
+    let _ = nix::sys::prctl::set_dumpable(false);
+    let child = match start_sample(&setup) {
+        Ok(pid) => pid,
+        Err(e) => {
+            eprintln!("monitor: cannot start the sample: {e}");
+            return 2;
+        }
+    };
+    let mut t = Tracer {
+        sink: Sink::new(BufWriter::new(setup.events)),
+        tasks: HashMap::new(),
+        sockets: HashMap::new(),
+        hashes: ImageHashes::default(),
+        artifacts: setup.artifacts,
+        artifact_max: setup.artifact_max_bytes,
+    };
+    t.tasks.insert(
+        child.as_raw(),
+        Task {
+            tgid: child.as_raw(),
+            attached: true,
+            pending: None,
+        },
+    );
+    t.sink.emit(Event::Start {
+        t: now_ns(),
+        pid: child.as_raw(),
+    });
+    let _ = ptrace::cont(child, None);
+    t.event_loop();
+    t.sink.finish(now_ns());
+    0
+}
+
+/// Forks the sample; it stops itself under ptrace, installs its seccomp filter and execs.
+fn start_sample(setup: &MonitorSetup) -> nix::Result<Pid> {
+    let argv: Vec<&CString> = setup.argv.iter().collect();
+    let env: Vec<&CString> = setup.env.iter().collect();
+    let stdio: Vec<i32> = setup.stdio.iter().map(|f| f.as_raw_fd()).collect();
+    // SAFETY: the monitor is single-threaded, so the child may run arbitrary code after fork.
+    match unsafe { fork() }? {
+        ForkResult::Child => {
+            sample_child(setup, &argv, &env, &stdio);
+            // SAFETY: _exit is always safe; it skips destructors the parent still owns.
+            unsafe { libc::_exit(127) }
+        }
+        ForkResult::Parent { child } => {
+            match waitpid(child, Some(WaitPidFlag::__WALL))? {
+                WaitStatus::Stopped(_, Signal::SIGSTOP) => {}
+                other => {
+                    eprintln!("monitor: sample did not stop as expected: {other:?}");
+                    return Err(nix::Error::ECHILD);
+                }
+            }
+            let options = Options::PTRACE_O_TRACESYSGOOD
+                | Options::PTRACE_O_TRACESECCOMP
+                | Options::PTRACE_O_TRACEFORK
+                | Options::PTRACE_O_TRACEVFORK
+                | Options::PTRACE_O_TRACECLONE
+                | Options::PTRACE_O_TRACEEXEC
+                | Options::PTRACE_O_EXITKILL;
+            ptrace::setoptions(child, options)?;
+            Ok(child)
+        }
+    }
+}
+
+/// Runs in the forked child, before exec. Any failure ends in `_exit(127)` by the caller.
+fn sample_child(setup: &MonitorSetup, argv: &[&CString], env: &[&CString], stdio: &[i32]) {
+    let _ = nix::unistd::setsid();
+    for (target, fd) in stdio.iter().enumerate() {
+        if nix::unistd::dup2(*fd, target as i32).is_err() {
+            return;
+        }
+    }
+    // SAFETY: close_range only closes descriptors; nothing in this process uses them after.
+    unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
+    // The monitor is shielded from the OOM killer; the sample must not be.
+    let _ = std::fs::write("/proc/self/oom_score_adj", "0");
+    if nix::unistd::chdir(setup.cwd.as_c_str()).is_err() {
+        return;
+    }
+    if ptrace::traceme().is_err() || raise(Signal::SIGSTOP).is_err() {
+        return;
+    }
+    if seccomp::install(&setup.filter).is_err() {
+        return;
+    }
+    let _ = nix::unistd::execve(argv[0], argv, env);
+}
+
+impl Tracer {
+    fn event_loop(&mut self) {
+        loop {
+            let status = match waitpid(None, Some(WaitPidFlag::__WALL)) {
+                Ok(s) => s,
+                Err(nix::Error::EINTR) => continue,
+                Err(_) => return, // ECHILD: nothing left
+            };
+            match status {
+                WaitStatus::Exited(pid, code) => self.on_exit(pid, Some(code), None),
+                WaitStatus::Signaled(pid, sig, _) => self.on_exit(pid, None, Some(sig)),
+                WaitStatus::PtraceEvent(pid, _, ev) => self.on_ptrace_event(pid, ev),
+                WaitStatus::PtraceSyscall(pid) => self.on_syscall_exit(pid),
+                WaitStatus::Stopped(pid, sig) => self.on_signal_stop(pid, sig),
+                _ => {}
+            }
+        }
+    }
+
+    fn on_exit(&mut self, pid: Pid, code: Option<i32>, signal: Option<Signal>) {
+        let Some(task) = self.tasks.remove(&pid.as_raw()) else {
+            return;
+        };
+        if task.tgid != pid.as_raw() {
+            return; // a thread; its process goes on
+        }
+        self.sockets.retain(|(p, _), _| *p != task.tgid);
+        self.sink.emit(Event::Exit {
+            t: now_ns(),
+            pid: pid.as_raw(),
+            code,
+            signal: signal.map(|s| s.as_str().to_string()),
+        });
+    }
+
+    fn on_signal_stop(&mut self, pid: Pid, sig: Signal) {
+        let raw = pid.as_raw();
+        let first_stop = self.tasks.get(&raw).map_or(true, |t| !t.attached);
+        if first_stop && sig == Signal::SIGSTOP {
+            // A new task's attach stop, possibly seen before its parent's fork event.
+            self.register(pid, None);
+            if let Some(t) = self.tasks.get_mut(&raw) {
+                t.attached = true;
+            }
+            let _ = ptrace::cont(pid, None);
+            return;
+        }
+        let group_stop = matches!(
+            sig,
+            Signal::SIGSTOP | Signal::SIGTSTP | Signal::SIGTTIN | Signal::SIGTTOU
+        ) && ptrace::getsiginfo(pid) == Err(nix::Error::EINVAL);
+        let inject = if group_stop { None } else { Some(sig) };
+        let _ = ptrace::cont(pid, inject);
+    }
+
+    /// Adds a task the first time it is seen, deciding from /proc whether it is a thread.
+    fn register(&mut self, pid: Pid, parent: Option<Pid>) {
+        let raw = pid.as_raw();
+        if self.tasks.contains_key(&raw) {
+            return;
+        }
+        let tgid = tracee::tgid(pid).unwrap_or(raw);
+        let t = now_ns();
+        if tgid != raw {
+            self.tasks.insert(raw, task(tgid));
+            self.sink.emit(Event::Thread { t, pid: tgid, tid: raw });
+            return;
+        }
+        let ppid = tracee::status_field(pid, "PPid")
+            .and_then(|p| p.parse().ok())
+            .or_else(|| parent.map(|p| self.tgid_of(p)))
+            .unwrap_or(0);
+        self.tasks.insert(raw, task(raw));
+        let inherited: Vec<_> = self
+            .sockets
+            .iter()
+            .filter(|((p, _), _)| *p == ppid)
+            .map(|((_, fd), v)| ((raw, *fd), *v))
+            .collect();
+        self.sockets.extend(inherited);
+        self.sink.emit(Event::Fork { t, pid: raw, ppid });
+    }
+
+    fn tgid_of(&self, pid: Pid) -> i32 {
+        self.tasks.get(&pid.as_raw()).map_or(pid.as_raw(), |t| t.tgid)
+    }
+
+    fn on_ptrace_event(&mut self, pid: Pid, ev: i32) {
+        const FORK: i32 = PtraceEvent::PTRACE_EVENT_FORK as i32;
+        const VFORK: i32 = PtraceEvent::PTRACE_EVENT_VFORK as i32;
+        const CLONE: i32 = PtraceEvent::PTRACE_EVENT_CLONE as i32;
+        const EXEC: i32 = PtraceEvent::PTRACE_EVENT_EXEC as i32;
+        const SECCOMP: i32 = PtraceEvent::PTRACE_EVENT_SECCOMP as i32;
+        match ev {
+            FORK | VFORK | CLONE => {
+                if let Ok(new) = ptrace::getevent(pid) {
+                    self.register(Pid::from_raw(new as i32), Some(pid));
+                }
+                let _ = ptrace::cont(pid, None);
+            }
+            EXEC => {
+                self.on_exec(pid);
+                // The execve's exit stop follows when entry asked for it.
+                let _ = ptrace::syscall(pid, None);
+            }
+            SECCOMP => self.on_syscall_entry(pid),
+            _ => {
+                let _ = ptrace::cont(pid, None);
+            }
+        }
+    }
+
+    fn on_exec(&mut self, pid: Pid) {
+        let raw = pid.as_raw();
+        // An exec from a non-leader thread takes over the leader's pid.
+        let former = ptrace::getevent(pid).map(|f| f as i32).unwrap_or(raw);
+        let mut pending = None;
+        if former != raw {
+            if let Some(old) = self.tasks.remove(&former) {
+                pending = old.pending;
+            }
+        }
+        let task = self.tasks.entry(raw).or_insert_with(|| task(raw));
+        task.tgid = raw;
+        let pending = pending.or_else(|| task.pending.take());
+        let argv = match pending {
+            Some(Pending::Exec { argv, .. }) => argv,
+            _ => cmdline(pid),
+        };
+        let image = std::fs::read_link(format!("/proc/{raw}/exe"))
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let t = now_ns();
+        if image.starts_with("/memfd:") {
+            self.sink.emit(Event::Note {
+                t,
+                pid: raw,
+                kind: "fileless_execution".into(),
+                detail: format!("executed an anonymous memory file: {image}"),
+            });
+        }
+        let uid = tracee::status_field(pid, "Uid")
+            .and_then(|u| u.split_whitespace().nth(1).and_then(|e| e.parse().ok()));
+        let image_sha256 = self.hashes.of_process(raw);
+        self.sink.emit(Event::Exec {
+            t,
+            pid: raw,
+            image,
+            argv,
+            cwd: tracee::cwd(pid).unwrap_or_default(),
+            uid,
+            image_sha256,
+        });
+    }
+
+    fn on_syscall_entry(&mut self, pid: Pid) {
+        let raw = pid.as_raw();
+        let tgid = self.tgid_of(pid);
+        let Ok(mut regs) = ptrace::getregs(pid) else {
+            let _ = ptrace::cont(pid, None);
+            return;
+        };
+        let call = Call::from_regs(&regs);
+        let Some(sys) = seccomp::lookup(call.arch, call.nr) else {
+            let _ = ptrace::cont(pid, None);
+            return;
+        };
+        let mut entry: Entry = syscalls::on_entry(pid, tgid, sys, &call);
+        if let Some(note) = entry.note.take() {
+            self.sink.emit(Event::Note {
+                t: now_ns(),
+                pid: tgid,
+                kind: note.kind.into(),
+                detail: note.detail,
+            });
+        }
+        if let Some(Pending::Delete(file)) = &mut entry.pending {
+            *file = capture_deleted(&file.path, &self.artifacts, self.artifact_max);
+        }
+        if entry.refuse {
+            regs.orig_rax = u64::MAX;
+            let _ = ptrace::setregs(pid, regs);
+        }
+        match entry.pending {
+            Some(p) => {
+                self.tasks.entry(raw).or_insert_with(|| task(tgid)).pending = Some(p);
+                let _ = ptrace::syscall(pid, None);
+            }
+            None => {
+                let _ = ptrace::cont(pid, None);
+            }
+        }
+    }
+
+    fn on_syscall_exit(&mut self, pid: Pid) {
+        let raw = pid.as_raw();
+        let tgid = self.tgid_of(pid);
+        let pending = self.tasks.get_mut(&raw).and_then(|t| t.pending.take());
+        let Some(pending) = pending else {
+            let _ = ptrace::cont(pid, None);
+            return;
+        };
+        let Ok(mut regs) = ptrace::getregs(pid) else {
+            let _ = ptrace::cont(pid, None);
+            return;
+        };
+        let arch = Call::from_regs(&regs).arch;
+        let ret = syscalls::return_value(arch, regs.rax);
+        if let Pending::Refused { value } = pending {
+            regs.rax = value as u64;
+            let _ = ptrace::setregs(pid, regs);
+        } else {
+            self.finish(tgid, pending, ret);
+        }
+        let _ = ptrace::cont(pid, None);
+    }
+
+    /// Emits the record of a call that returned `ret`.
+    fn finish(&mut self, pid: i32, pending: Pending, ret: i64) {
+        let t = now_ns();
+        let ok = ret >= 0;
+        let ev = match pending {
+            Pending::Exec { path, .. } if !ok => Event::ExecFailed {
+                t,
+                pid,
+                path,
+                errno: syscalls::errno_name((-ret) as i32),
+            },
+            Pending::OpenWrite { path, existed } if ok => Event::FileWrite {
+                t,
+                pid,
+                path,
+                created: !existed,
+            },
+            Pending::Delete(f) if ok => Event::FileDelete {
+                t,
+                pid,
+                path: f.path,
+                size: f.size,
+                sha256: f.sha256,
+                artifact: f.artifact,
+                note: f.note,
+            },
+            Pending::Rename { from, to } if ok => Event::FileRename { t, pid, from, to },
+            Pending::Executable { path, mode } if ok => Event::FileExecutable { t, pid, path, mode },
+            Pending::Times { path } if ok => Event::FileTimes { t, pid, path },
+            Pending::Socket { domain, kind } => {
+                if ok {
+                    self.sockets.insert((pid, ret), (domain, kind));
+                }
+                return;
+            }
+            Pending::Address { op, fd, addr } => self.net_event(t, pid, op, fd, addr, ret),
+            _ => return,
+        };
+        self.sink.emit(ev);
+    }
+
+    fn net_event(
+        &self,
+        t: u64,
+        pid: i32,
+        op: &'static str,
+        fd: i64,
+        addr: Option<tracee::SockAddr>,
+        ret: i64,
+    ) -> Event {
+        let (domain, kind) = self.sockets.get(&(pid, fd)).copied().unwrap_or((-1, -1));
+        let mut protocol = syscalls::protocol(domain, kind).to_string();
+        let (mut ip, mut port, mut path) = (None, None, None);
+        match addr {
+            Some(tracee::SockAddr::Inet { ip: i, port: p }) => {
+                ip = Some(i);
+                port = Some(p);
+            }
+            Some(tracee::SockAddr::Unix { path: p }) => {
+                path = Some(p);
+                protocol = "unix".into();
+            }
+            _ => {}
+        }
+        Event::Net {
+            t,
+            pid,
+            op: op.to_string(),
+            protocol,
+            ip,
+            port,
+            path,
+            outcome: syscalls::net_outcome(op, ret),
+        }
+    }
+}
+
+fn task(tgid: i32) -> Task {
+    Task {
+        tgid,
+        attached: false,
+        pending: None,
+    }
+}
+
+fn cmdline(pid: Pid) -> Vec<String> {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|raw| {
+            raw.split(|b| *b == 0)
+                .filter(|s| !s.is_empty())
+                .map(|s| String::from_utf8_lossy(s).into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}

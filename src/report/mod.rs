@@ -1,0 +1,303 @@
+//! The behavioural report: the document `aegis analyze --json` prints and the API serves.
+//!
+//! Names follow the field's conventions (VirusTotal's behaviour summary, CAPE). The JSON
+//! Schema in `docs/report.schema.json` is generated from these types (`aegis schema`) and a
+//! test keeps the two equal.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::config::Limits;
+
+pub mod text;
+
+/// Version of the report format. Bumped on any change a consumer could notice.
+pub const REPORT_VERSION: &str = "1.0";
+
+/// The whole report of one analysis.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Report {
+    pub analysis_id: String,
+    /// `completed` when the analysis ran to an end reason, `failed` when the product failed.
+    pub status: ReportStatus,
+    pub report_version: String,
+    pub sample: SampleInfo,
+    pub environment: Environment,
+    pub execution: Execution,
+    pub processes: Vec<Process>,
+    pub process_tree: Vec<ProcessNode>,
+    pub files: Files,
+    pub network: Network,
+    pub events_of_note: Vec<EventOfNote>,
+    pub output: Output,
+    pub summary: Summary,
+    /// Sections that could not be fully collected, with reasons.
+    pub incomplete: Vec<Incomplete>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReportStatus {
+    Completed,
+    Failed,
+}
+
+/// What was submitted.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct SampleInfo {
+    /// The name as submitted, verbatim.
+    pub file_name: String,
+    /// The name the sample had inside the sandbox (sanitised basename).
+    pub sandbox_path: String,
+    pub size: u64,
+    pub md5: String,
+    pub sha1: String,
+    pub sha256: String,
+    /// Human-readable type, e.g. `ELF 64-bit executable, x86-64, dynamically linked`.
+    pub file_type: String,
+    /// `linux` (or `windows` for PE files).
+    pub platform: String,
+    /// `x86_64`, `i386`, `aarch64`, ... or `none` for scripts.
+    pub arch: String,
+}
+
+/// Where the sample ran.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Environment {
+    /// `native` (namespaces + seccomp + cgroups).
+    pub backend: String,
+    pub image: String,
+    pub image_digest: String,
+    /// `none`: loopback only.
+    pub network: String,
+    pub limits: Limits,
+    pub hostname: String,
+    /// `v1` or `v2`.
+    pub cgroup_version: String,
+    pub aegis_version: String,
+}
+
+/// Why the run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EndReason {
+    Exited,
+    Timeout,
+    MemoryLimit,
+    PidsLimit,
+    DiskLimit,
+    NotExecuted,
+}
+
+/// How the sample was run and how that ended.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Execution {
+    /// argv as run inside the sandbox.
+    pub command: Vec<String>,
+    pub cwd: String,
+    pub started_at: String,
+    pub ended_at: String,
+    pub duration_s: f64,
+    /// Exit code of the first process, when it exited.
+    pub exit_code: Option<i32>,
+    /// Signal that ended the first process, when one did.
+    pub signal: Option<String>,
+    pub end_reason: EndReason,
+    /// Every limit that was reached during the run (the end reason names the first that ended it).
+    pub limits_hit: Vec<String>,
+    /// Peak memory of the whole sandbox, when the cgroup reports it.
+    pub memory_peak_bytes: Option<u64>,
+    /// CPU time used by the whole sandbox.
+    pub cpu_time_s: Option<f64>,
+    pub error: Option<String>,
+}
+
+/// One process of the analysis. Processes are identified by `id`, never by pid alone.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Process {
+    /// Stable identifier within this report (1, 2, ...); pid reuse never merges two processes.
+    pub id: u32,
+    /// pid inside the sandbox.
+    pub pid: i32,
+    /// pid of the parent at creation.
+    pub ppid: i32,
+    /// `id` of the parent process; null for the first process.
+    pub parent_id: Option<u32>,
+    /// Executable image (path as seen inside the sandbox).
+    pub image: String,
+    pub image_sha256: Option<String>,
+    pub argv: Vec<String>,
+    pub cwd: String,
+    pub uid: Option<u32>,
+    pub started_at: f64,
+    pub ended_at: Option<f64>,
+    pub exit_code: Option<i32>,
+    pub signal: Option<String>,
+    /// True when its parent ended first and it was adopted by the sandbox's init.
+    pub reparented: bool,
+    /// Threads the process ever had, its main thread included.
+    pub threads: u32,
+    /// Images the process executed in order (a process may exec several times).
+    pub execs: u32,
+}
+
+/// A process and its children, nested.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct ProcessNode {
+    pub id: u32,
+    pub pid: i32,
+    pub image: String,
+    pub argv: Vec<String>,
+    pub children: Vec<ProcessNode>,
+}
+
+/// File-system activity.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+pub struct Files {
+    pub created: Vec<FileEntry>,
+    pub modified: Vec<FileEntry>,
+    pub deleted: Vec<FileEntry>,
+    pub renamed: Vec<RenameEntry>,
+    pub made_executable: Vec<FileEntry>,
+    pub timestamps_changed: Vec<FileEntry>,
+}
+
+/// One file touched by the sample.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+pub struct FileEntry {
+    pub path: String,
+    pub process_id: Option<u32>,
+    pub time: Option<f64>,
+    pub size: Option<u64>,
+    pub sha256: Option<String>,
+    /// Name of the dropped-file artifact holding the content, when kept.
+    pub artifact: Option<String>,
+    /// Why the content was not kept (over the size cap, not a regular file, ...).
+    pub artifact_note: Option<String>,
+    /// True when the file still exists at the end of the analysis.
+    pub exists_at_end: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct RenameEntry {
+    pub from: String,
+    pub to: String,
+    pub process_id: Option<u32>,
+    pub time: f64,
+}
+
+/// Network activity seen through the sample's system calls.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+pub struct Network {
+    /// `none`: the sandbox has loopback only; nothing can leave it.
+    pub mode: String,
+    pub connections: Vec<Connection>,
+    pub listeners: Vec<Listener>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Connection {
+    /// `tcp`, `udp`, `unix`, `raw`, `unknown`.
+    pub protocol: String,
+    /// `connect` or `sendto`.
+    pub operation: String,
+    pub dst_ip: Option<String>,
+    pub dst_port: Option<u16>,
+    /// Socket path for unix sockets.
+    pub dst_path: Option<String>,
+    pub process_id: Option<u32>,
+    pub time: f64,
+    /// `connected`, `in_progress`, `refused`, `unreachable`, `timed_out`, `denied`, `sent`,
+    /// or `error:<ERRNO>`.
+    pub outcome: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Listener {
+    pub protocol: String,
+    pub address: Option<String>,
+    pub port: Option<u16>,
+    pub process_id: Option<u32>,
+    pub time: f64,
+    /// `bind` or `listen`.
+    pub operation: String,
+    pub outcome: String,
+}
+
+/// Something an analyst should look at (anti-debugging, privilege changes, mounts, ...).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct EventOfNote {
+    /// e.g. `ptrace_traceme`, `tracerpid_check`, `mount_attempt`, `kill_other_process`.
+    pub kind: String,
+    pub process_id: Option<u32>,
+    pub time: f64,
+    pub detail: String,
+}
+
+/// What the sample printed.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+pub struct Output {
+    pub stdout: Stream,
+    pub stderr: Stream,
+}
+
+/// One output stream. `text` is exact when `encoding` is `utf-8`; with `escaped`, bytes that
+/// are not UTF-8 appear as `\xNN` and a backslash as `\\`, so the bytes can be recovered.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+pub struct Stream {
+    pub text: String,
+    pub encoding: String,
+    /// Total bytes the sample wrote, including what was not kept.
+    pub bytes: u64,
+    pub truncated: bool,
+    /// Artifact holding the stream, when it was kept beyond the report's share.
+    pub artifact: Option<String>,
+}
+
+/// The VirusTotal-style behaviour summary.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+pub struct Summary {
+    pub files_written: Vec<String>,
+    pub files_deleted: Vec<String>,
+    pub files_dropped: Vec<String>,
+    pub processes_created: Vec<String>,
+    pub processes_terminated: Vec<String>,
+    pub command_executions: Vec<String>,
+    pub ip_traffic: Vec<IpTraffic>,
+    /// Counts of the sections, for quick triage.
+    pub counts: Counts,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+pub struct IpTraffic {
+    pub destination_ip: String,
+    pub destination_port: u16,
+    pub transport_layer_protocol: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+pub struct Counts {
+    pub processes: usize,
+    pub files_created: usize,
+    pub files_modified: usize,
+    pub files_deleted: usize,
+    pub connections: usize,
+    pub events_of_note: usize,
+}
+
+/// A section that could not be fully collected.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Incomplete {
+    pub section: String,
+    pub reason: String,
+    /// Records left out, when known.
+    pub dropped: Option<u64>,
+}
+
+/// The JSON Schema of [`Report`], as kept in `docs/report.schema.json`.
+pub fn schema_json() -> String {
+    let schema = schemars::schema_for!(Report);
+    let mut text = serde_json::to_string_pretty(&schema).unwrap_or_default();
+    text.push('\n');
+    text
+}

@@ -1,0 +1,303 @@
+//! Identifying a submitted sample and deciding how it runs.
+//!
+//! The type is chosen from the magic bytes first and the submitted name second. A file that
+//! cannot run in the guest (empty, truncated, foreign architecture, unsupported type) gets a
+//! reason instead of a launch plan, and the analysis reports `not_executed` with that reason.
+
+use md5::Md5;
+use sha1::Sha1;
+use sha2::{Digest, Sha256};
+
+use crate::report::SampleInfo;
+
+/// Directory inside the guest where the sample is placed; also its working directory.
+pub const SAMPLE_DIR: &str = "/root";
+
+/// Longest sanitised file name, in bytes.
+const MAX_NAME_BYTES: usize = 100;
+
+/// What the sample is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind {
+    Elf { arch: String, dynamic: bool },
+    /// A script with a `#!` line; the kernel runs its interpreter.
+    Shebang { interpreter: String },
+    /// A script without `#!`, run by the interpreter its name or content suggests.
+    Script { interpreter: &'static str },
+    /// Cannot run in the Linux guest.
+    NotRunnable { reason: String },
+}
+
+/// A sample ready to be placed in the sandbox.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    pub info: SampleInfo,
+    pub kind: Kind,
+    /// Sanitised basename used inside the guest.
+    pub guest_name: String,
+}
+
+impl Sample {
+    /// Identifies `bytes` submitted under `file_name`.
+    pub fn identify(file_name: &str, bytes: &[u8]) -> Sample {
+        let guest_name = sanitize_name(file_name);
+        let (kind, file_type, arch) = classify(&guest_name, bytes);
+        let platform = if bytes.starts_with(b"MZ") { "windows" } else { "linux" };
+        let info = SampleInfo {
+            file_name: file_name.to_string(),
+            sandbox_path: format!("{SAMPLE_DIR}/{guest_name}"),
+            size: bytes.len() as u64,
+            md5: hex::encode(Md5::digest(bytes)),
+            sha1: hex::encode(Sha1::digest(bytes)),
+            sha256: hex::encode(Sha256::digest(bytes)),
+            file_type,
+            platform: platform.to_string(),
+            arch,
+        };
+        Sample {
+            info,
+            kind,
+            guest_name,
+        }
+    }
+
+    /// argv that starts the sample inside the guest, or the reason it cannot start.
+    pub fn command(&self, arguments: &[String]) -> Result<Vec<String>, String> {
+        let path = self.info.sandbox_path.clone();
+        let mut argv = match &self.kind {
+            Kind::Elf { .. } | Kind::Shebang { .. } => vec![path],
+            Kind::Script { interpreter } => vec![interpreter.to_string(), path],
+            Kind::NotRunnable { reason } => return Err(reason.clone()),
+        };
+        argv.extend(arguments.iter().cloned());
+        Ok(argv)
+    }
+}
+
+/// Basename of a submitted name, safe to create inside the guest: no directories, no `..`,
+/// no control or bidirectional-override characters, no leading dot or dash, bounded length.
+pub fn sanitize_name(submitted: &str) -> String {
+    let base = submitted
+        .rsplit(['/', '\\'])
+        .next()
+        .unwrap_or_default();
+    let mut clean: String = base
+        .chars()
+        .map(|c| if is_unsafe_char(c) { '_' } else { c })
+        .collect();
+    clean = clean.trim_start_matches(['.', '-', ' ']).to_string();
+    while clean.len() > MAX_NAME_BYTES {
+        clean.pop();
+    }
+    if clean.is_empty() || clean.chars().all(|c| c == '_') {
+        return "sample".to_string();
+    }
+    clean
+}
+
+fn is_unsafe_char(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+        || matches!(
+            c,
+            '$' | '`' | '"' | '\'' | ';' | '&' | '|' | '<' | '>' | '*' | '?' | '!' | '\\'
+        )
+}
+
+fn classify(name: &str, bytes: &[u8]) -> (Kind, String, String) {
+    if bytes.is_empty() {
+        let kind = Kind::NotRunnable {
+            reason: "the sample is empty (zero bytes)".into(),
+        };
+        return (kind, "empty".into(), "none".into());
+    }
+    if bytes.starts_with(b"\x7fELF") {
+        return classify_elf(bytes);
+    }
+    if bytes.starts_with(b"MZ") {
+        let kind = Kind::NotRunnable {
+            reason: "Windows PE files need the windows image, which this version cannot \
+                     build yet"
+                .into(),
+        };
+        return (kind, "PE (Windows executable)".into(), pe_arch(bytes));
+    }
+    if bytes.starts_with(b"#!") {
+        let line = bytes.split(|b| *b == b'\n').next().unwrap_or_default();
+        let interpreter = String::from_utf8_lossy(&line[2..]).trim().to_string();
+        let kind = Kind::Shebang {
+            interpreter: interpreter.clone(),
+        };
+        return (kind, format!("script, #!{interpreter}"), "none".into());
+    }
+    classify_text(name, bytes)
+}
+
+fn classify_text(name: &str, bytes: &[u8]) -> (Kind, String, String) {
+    let ext = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());
+    let by_ext = match ext.as_deref() {
+        Some("sh") => Some(("/bin/sh", "shell script")),
+        Some("bash") => Some(("/bin/bash", "bash script")),
+        Some("py") => Some(("/usr/bin/python3", "Python script")),
+        Some("pl") => Some(("/usr/bin/perl", "Perl script")),
+        _ => None,
+    };
+    if let Some((interpreter, label)) = by_ext {
+        return (Kind::Script { interpreter }, label.into(), "none".into());
+    }
+    if looks_like_text(bytes) {
+        // What a shell does with a text file that has no #! line (ENOEXEC): run it with sh.
+        let kind = Kind::Script {
+            interpreter: "/bin/sh",
+        };
+        return (kind, "text, run as a shell script".into(), "none".into());
+    }
+    let kind = Kind::NotRunnable {
+        reason: "unsupported file type: not ELF, not a script, not text".into(),
+    };
+    (kind, "data".into(), "none".into())
+}
+
+fn looks_like_text(bytes: &[u8]) -> bool {
+    let head = &bytes[..bytes.len().min(4096)];
+    !head.contains(&0) && std::str::from_utf8(head).is_ok_and(|_| true)
+        || head
+            .iter()
+            .all(|b| b.is_ascii_graphic() || b.is_ascii_whitespace() || *b >= 0x80)
+}
+
+fn classify_elf(bytes: &[u8]) -> (Kind, String, String) {
+    use goblin::elf::header;
+
+    let elf = match goblin::elf::Elf::parse(bytes) {
+        Ok(elf) => elf,
+        Err(err) => {
+            let kind = Kind::NotRunnable {
+                reason: format!("the ELF file is truncated or malformed: {err}"),
+            };
+            return (kind, "ELF (malformed)".into(), "unknown".into());
+        }
+    };
+    let arch = match elf.header.e_machine {
+        header::EM_X86_64 => "x86_64",
+        header::EM_386 => "i386",
+        header::EM_AARCH64 => "aarch64",
+        header::EM_ARM => "arm",
+        header::EM_MIPS => "mips",
+        header::EM_PPC64 => "ppc64",
+        header::EM_PPC => "ppc",
+        header::EM_RISCV => "riscv",
+        header::EM_S390 => "s390",
+        _ => "unknown",
+    }
+    .to_string();
+    let dynamic = elf.interpreter.is_some();
+    let bits = if elf.is_64 { 64 } else { 32 };
+    let kind_word = match elf.header.e_type {
+        header::ET_DYN if dynamic => "pie executable",
+        header::ET_DYN => "shared object",
+        header::ET_EXEC => "executable",
+        header::ET_REL => "relocatable",
+        header::ET_CORE => "core file",
+        _ => "file",
+    };
+    let link = if dynamic {
+        "dynamically linked"
+    } else {
+        "statically linked"
+    };
+    let file_type = format!("ELF {bits}-bit {kind_word}, {arch}, {link}");
+    let truncated = elf
+        .program_headers
+        .iter()
+        .any(|ph| ph.p_offset.saturating_add(ph.p_filesz) > bytes.len() as u64);
+    let kind = if truncated {
+        Kind::NotRunnable {
+            reason: "the ELF file is truncated: a segment extends past the end of the file".into(),
+        }
+    } else if arch != "x86_64" && arch != "i386" {
+        Kind::NotRunnable {
+            reason: format!(
+                "ELF for {arch}: only x86-64 and i386 samples run natively in this version"
+            ),
+        }
+    } else if elf.header.e_type != header::ET_EXEC && !(elf.header.e_type == header::ET_DYN) {
+        Kind::NotRunnable {
+            reason: format!("ELF {kind_word}: not a program that can be executed"),
+        }
+    } else {
+        Kind::Elf {
+            arch: arch.clone(),
+            dynamic,
+        }
+    };
+    (kind, file_type, arch)
+}
+
+fn pe_arch(bytes: &[u8]) -> String {
+    match goblin::pe::PE::parse(bytes) {
+        Ok(pe) if pe.is_64 => "x86_64".into(),
+        Ok(_) => "i386".into(),
+        Err(_) => "unknown".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_reduced_to_a_safe_basename() {
+        assert_eq!(sanitize_name("../../etc/passwd"), "passwd");
+        assert_eq!(sanitize_name("C:\\Users\\x\\evil.exe"), "evil.exe");
+        assert_eq!(sanitize_name("a\u{202e}fdp.exe"), "a_fdp.exe");
+        assert_eq!(sanitize_name("x\0y\nz"), "x_y_z");
+        assert_eq!(sanitize_name("$(rm -rf).sh"), "_(rm -rf).sh");
+        assert_eq!(sanitize_name(".."), "sample");
+        assert_eq!(sanitize_name(""), "sample");
+        assert_eq!(sanitize_name("-rf"), "rf");
+        assert_eq!(sanitize_name(&"a".repeat(300)).len(), 100);
+        assert_eq!(sanitize_name("déjà vu.sh"), "déjà vu.sh");
+    }
+
+    #[test]
+    fn empty_sample_is_not_runnable() {
+        let s = Sample::identify("x.sh", b"");
+        assert!(s.command(&[]).unwrap_err().contains("empty"));
+        assert_eq!(s.info.size, 0);
+        assert_eq!(
+            s.info.sha256,
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+    }
+
+    #[test]
+    fn scripts_are_run_by_shebang_or_by_name() {
+        let s = Sample::identify("a.sh", b"#!/bin/bash\necho hi\n");
+        assert_eq!(s.command(&[]).unwrap(), vec!["/root/a.sh"]);
+        assert_eq!(s.info.file_type, "script, #!/bin/bash");
+        let s = Sample::identify("b.py", b"print(1)\n");
+        assert_eq!(s.command(&["x".into()]).unwrap(), vec!["/usr/bin/python3", "/root/b.py", "x"]);
+        let s = Sample::identify("c.pl", b"print 1;\n");
+        assert_eq!(s.command(&[]).unwrap()[0], "/usr/bin/perl");
+        let s = Sample::identify("noext", b"echo hi\n");
+        assert_eq!(s.command(&[]).unwrap(), vec!["/bin/sh", "/root/noext"]);
+    }
+
+    #[test]
+    fn binary_junk_and_truncated_elf_are_not_runnable() {
+        let s = Sample::identify("blob", &[0u8, 1, 2, 3, 0, 0xff]);
+        assert!(s.command(&[]).unwrap_err().contains("unsupported file type"));
+        let s = Sample::identify("t.elf", b"\x7fELF\x02\x01\x01");
+        assert!(s.command(&[]).unwrap_err().contains("truncated or malformed"));
+    }
+
+    #[test]
+    fn own_binary_is_a_runnable_x86_64_elf() {
+        let bytes = std::fs::read("/proc/self/exe").unwrap();
+        let s = Sample::identify("me", &bytes);
+        assert_eq!(s.info.arch, "x86_64");
+        assert!(matches!(s.kind, Kind::Elf { .. }), "{:?}", s.kind);
+        assert!(s.info.file_type.starts_with("ELF 64-bit"));
+    }
+}

@@ -1,0 +1,141 @@
+//! The native sandbox: host-side privileged set-up and the supervisor process that owns one
+//! sandbox from its first mount to its last file collected.
+//!
+//! The orchestrator writes a [`SandboxSpec`] into the run directory and starts
+//! `aegis sandbox-exec --spec <file>` (the supervisor). The supervisor works in a private mount
+//! namespace, so every mount it makes disappears with it, even when it is killed; it writes a
+//! [`SandboxOutcome`] next to the spec and exits.
+
+pub mod cgroup;
+pub mod collect;
+pub mod guest_view;
+pub mod kernel;
+pub mod seccomp;
+mod supervisor;
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::Limits;
+pub use cgroup::CgroupStats;
+pub use collect::{CollectedFile, FileState};
+pub use supervisor::supervise;
+
+/// Everything the supervisor needs, written by the orchestrator as `spec.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SandboxSpec {
+    pub analysis_id: String,
+    pub run_dir: PathBuf,
+    /// The guest image's root file system (read-only lower layer).
+    pub rootfs: PathBuf,
+    pub limits: Limits,
+    pub argv: Vec<String>,
+    pub env: Vec<String>,
+    pub cwd: String,
+    pub hostname: String,
+    /// Where the sample goes inside the guest.
+    pub sample_guest_path: String,
+    pub sample_sha256: String,
+    pub artifact_max_bytes: u64,
+    /// How much of stdout and stderr is kept (each).
+    pub output_keep_bytes: u64,
+}
+
+/// What the supervisor saw, written as `outcome.json`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SandboxOutcome {
+    /// Monotonic ns when the sample was released.
+    pub started_ns: u64,
+    pub ended_ns: u64,
+    pub timed_out: bool,
+    /// The run was stopped because the pids limit was reached.
+    pub pids_stopped: bool,
+    pub monitor_exit_code: Option<i32>,
+    pub monitor_signal: Option<String>,
+    /// Set-up inside the sandbox failed before the sample started.
+    pub setup_error: Option<String>,
+    pub cgroup_version: String,
+    pub cgroup: CgroupStats,
+    pub disk_full: bool,
+    pub stdout: Captured,
+    pub stderr: Captured,
+    pub files: Vec<CollectedFile>,
+    /// Entries of the writable layer left out past the collection cap.
+    pub files_dropped: u64,
+    /// Problems while collecting (the report lists them as incomplete).
+    pub collection_errors: Vec<String>,
+}
+
+/// One output stream: how much was written, how much was kept in `<name>.bin`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Captured {
+    pub bytes: u64,
+    pub kept: u64,
+}
+
+/// Files of a run directory.
+#[derive(Debug, Clone)]
+pub struct RunLayout {
+    pub dir: PathBuf,
+}
+
+impl RunLayout {
+    pub fn new(dir: &Path) -> Self {
+        RunLayout {
+            dir: dir.to_path_buf(),
+        }
+    }
+    pub fn spec(&self) -> PathBuf {
+        self.dir.join("spec.json")
+    }
+    pub fn outcome(&self) -> PathBuf {
+        self.dir.join("outcome.json")
+    }
+    pub fn events(&self) -> PathBuf {
+        self.dir.join("events.jsonl")
+    }
+    pub fn sample(&self) -> PathBuf {
+        self.dir.join("sample.bin")
+    }
+    pub fn owner(&self) -> PathBuf {
+        self.dir.join("owner")
+    }
+    pub fn artifacts(&self) -> PathBuf {
+        self.dir.join("artifacts")
+    }
+    pub fn dropped(&self) -> PathBuf {
+        self.artifacts().join("dropped")
+    }
+    pub fn stream(&self, name: &str) -> PathBuf {
+        self.artifacts().join(format!("{name}.bin"))
+    }
+    /// Mount point of the size-limited tmpfs (writable layer, /tmp, /run).
+    pub fn scratch(&self) -> PathBuf {
+        self.dir.join("scratch")
+    }
+    /// Mount point of the overlay: the guest's root.
+    pub fn root(&self) -> PathBuf {
+        self.dir.join("root")
+    }
+}
+
+/// Errors of the supervisor.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("cannot read sandbox spec {path}: {detail}")]
+    Spec { path: PathBuf, detail: String },
+    #[error("{step}: {source}")]
+    Kernel {
+        step: &'static str,
+        source: nix::Error,
+    },
+    #[error("{step} {path}: {source}")]
+    Io {
+        step: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Cgroup(#[from] cgroup::CgroupError),
+}
