@@ -76,11 +76,18 @@ pub fn print(checks: &[Check]) {
 }
 
 fn render(checks: &[Check]) -> String {
-    let width = checks.iter().map(|check| check.name.len()).max().unwrap_or(0);
+    let width = checks
+        .iter()
+        .map(|check| check.name.len())
+        .max()
+        .unwrap_or(0);
     let mut out = String::new();
     for check in checks {
         let status = if check.ok { "ok" } else { "MISSING" };
-        out.push_str(&format!("{:width$}  {status:7}  {}\n", check.name, check.detail));
+        out.push_str(&format!(
+            "{:width$}  {status:7}  {}\n",
+            check.name, check.detail
+        ));
         if let Some(fix) = &check.fix {
             out.push_str(&format!("{:width$}  {:7}  fix: {fix}\n", "", ""));
         }
@@ -178,9 +185,10 @@ fn judge_ptrace(scope: Option<String>) -> Check {
         return Check::pass(NAME, "Yama is not enabled: ptrace is not restricted");
     };
     match scope.trim() {
-        value @ ("0" | "1" | "2") => {
-            Check::pass(NAME, format!("allowed (kernel.yama.ptrace_scope = {value})"))
-        }
+        value @ ("0" | "1" | "2") => Check::pass(
+            NAME,
+            format!("allowed (kernel.yama.ptrace_scope = {value})"),
+        ),
         "3" => Check::fail(
             NAME,
             "kernel.yama.ptrace_scope = 3: ptrace is disabled for everyone, so the monitor \
@@ -229,7 +237,9 @@ fn unescape_octal(field: &str) -> String {
     let mut rest = field;
     while let Some(pos) = rest.find('\\') {
         out.push_str(&rest[..pos]);
-        let code = rest.get(pos + 1..pos + 4).and_then(|d| u8::from_str_radix(d, 8).ok());
+        let code = rest
+            .get(pos + 1..pos + 4)
+            .and_then(|d| u8::from_str_radix(d, 8).ok());
         match code {
             Some(byte) => {
                 out.push(char::from(byte));
@@ -261,10 +271,7 @@ enum CgroupChoice {
 
 /// Prefers v2 when a cgroup2 mount offers every needed controller, else v1 when every v1
 /// controller is mounted. `controllers` reads a cgroup2 mount's `cgroup.controllers`.
-fn choose_cgroups(
-    mounts: &[Mount],
-    controllers: impl Fn(&Path) -> Option<String>,
-) -> CgroupChoice {
+fn choose_cgroups(mounts: &[Mount], controllers: impl Fn(&Path) -> Option<String>) -> CgroupChoice {
     let mut v2_missing = V2_CONTROLLERS.to_vec();
     for mount in mounts.iter().filter(|m| m.fstype == "cgroup2") {
         let listed = controllers(&mount.point).unwrap_or_default();
@@ -305,7 +312,9 @@ fn missing_from<'a>(
 
 fn check_cgroups() -> Check {
     let mounts = parse_mountinfo(&read("/proc/self/mountinfo").unwrap_or_default());
-    let choice = choose_cgroups(&mounts, |point| read_path(&point.join("cgroup.controllers")));
+    let choice = choose_cgroups(&mounts, |point| {
+        read_path(&point.join("cgroup.controllers"))
+    });
     judge_cgroups(&choice)
 }
 
@@ -314,7 +323,10 @@ fn judge_cgroups(choice: &CgroupChoice) -> Check {
     match choice {
         CgroupChoice::V2 { point } => Check::pass(
             NAME,
-            format!("will use cgroup v2 at {} (memory, pids, cpu)", point.display()),
+            format!(
+                "will use cgroup v2 at {} (memory, pids, cpu)",
+                point.display()
+            ),
         ),
         CgroupChoice::V1 => Check::pass(
             NAME,
@@ -352,8 +364,8 @@ fn check_disk(data_root: &Path) -> Check {
         Ok(stat) => {
             // Both are u64 on 64-bit Linux, but c_ulong is u32 on 32-bit targets.
             #[allow(clippy::useless_conversion)]
-            let free = u64::from(stat.blocks_available())
-                .saturating_mul(u64::from(stat.fragment_size()));
+            let free =
+                u64::from(stat.blocks_available()).saturating_mul(u64::from(stat.fragment_size()));
             judge_disk(data_root, free)
         }
         Err(errno) => Check::fail(
@@ -488,7 +500,10 @@ mod tests {
 
     #[test]
     fn v2_with_all_controllers_is_preferred() {
-        let choice = choose_cgroups(&parse_mountinfo(UNIFIED), controllers("cpuset cpu io memory hugetlb pids rdma misc"));
+        let choice = choose_cgroups(
+            &parse_mountinfo(UNIFIED),
+            controllers("cpuset cpu io memory hugetlb pids rdma misc"),
+        );
         assert_eq!(
             choice,
             CgroupChoice::V2 {
@@ -501,7 +516,9 @@ mod tests {
     fn controller_names_match_whole_words() {
         // `cpuset` must not count as `cpu`.
         let choice = choose_cgroups(&parse_mountinfo(UNIFIED), controllers("cpuset memory pids"));
-        assert!(matches!(choice, CgroupChoice::Missing { ref v2_missing, .. } if v2_missing == &["cpu"]));
+        assert!(
+            matches!(choice, CgroupChoice::Missing { ref v2_missing, .. } if v2_missing == &["cpu"])
+        );
     }
 
     #[test]
@@ -513,15 +530,26 @@ mod tests {
 
     #[test]
     fn v1_needs_the_freezer() {
-        let without_freezer: String = HYBRID.lines().filter(|l| !l.contains("freezer")).map(|l| format!("{l}\n")).collect();
+        let without_freezer: String = HYBRID
+            .lines()
+            .filter(|l| !l.contains("freezer"))
+            .map(|l| format!("{l}\n"))
+            .collect();
         let choice = choose_cgroups(&parse_mountinfo(&without_freezer), controllers(""));
-        let CgroupChoice::Missing { v1_missing, v2_missing } = &choice else {
+        let CgroupChoice::Missing {
+            v1_missing,
+            v2_missing,
+        } = &choice
+        else {
             panic!("{choice:?}");
         };
         assert_eq!(v1_missing, &["freezer"]);
         assert_eq!(v2_missing, &["memory", "pids", "cpu"]);
         let check = judge_cgroups(&choice);
-        assert!(!check.ok && check.detail.contains("v1 lacks freezer"), "{check:?}");
+        assert!(
+            !check.ok && check.detail.contains("v1 lacks freezer"),
+            "{check:?}"
+        );
         assert!(check.fix.is_some());
     }
 
@@ -529,7 +557,10 @@ mod tests {
     fn v1_controllers_may_share_a_mount() {
         let text = "1 0 0:1 / /cg/cpu rw - cgroup cgroup rw,cpu,cpuacct\n\
                     2 0 0:2 / /cg/mem rw - cgroup cgroup rw,memory,pids,freezer\n";
-        assert_eq!(choose_cgroups(&parse_mountinfo(text), controllers("")), CgroupChoice::V1);
+        assert_eq!(
+            choose_cgroups(&parse_mountinfo(text), controllers("")),
+            CgroupChoice::V1
+        );
     }
 
     #[test]
@@ -540,11 +571,20 @@ mod tests {
 
     #[test]
     fn ptrace_scope_3_blocks_and_others_allow() {
-        for (value, ok) in [("0\n", true), ("1\n", true), ("2\n", true), ("3\n", false), ("x", false)] {
+        for (value, ok) in [
+            ("0\n", true),
+            ("1\n", true),
+            ("2\n", true),
+            ("3\n", false),
+            ("x", false),
+        ] {
             assert_eq!(judge_ptrace(Some(value.into())).ok, ok, "{value:?}");
         }
         assert!(judge_ptrace(None).ok, "no Yama means no restriction");
-        assert!(judge_ptrace(Some("3\n".into())).fix.unwrap().contains("reboot"));
+        assert!(judge_ptrace(Some("3\n".into()))
+            .fix
+            .unwrap()
+            .contains("reboot"));
     }
 
     #[test]
@@ -599,7 +639,10 @@ mod tests {
             Check::fail("overlayfs", "not there", "modprobe overlay"),
         ];
         let text = render(&checks);
-        assert!(text.contains("root       ok       running as root\n"), "{text}");
+        assert!(
+            text.contains("root       ok       running as root\n"),
+            "{text}"
+        );
         assert!(text.contains("overlayfs  MISSING  not there\n"), "{text}");
         // Under the detail column: name width 9, two spaces, status width 7, two spaces.
         let fix_line = format!("{}fix: modprobe overlay\n", " ".repeat(9 + 2 + 7 + 2));

@@ -55,17 +55,34 @@ fn linux_image_builds_with_guest_identity_and_shifted_owners() {
     let info = store
         .build("linux", &mut |line: &str| lines.push(line.to_string()))
         .unwrap_or_else(|err| panic!("build failed: {err}"));
-    eprintln!("linux image built in {:.1} s: {info:?}", started.elapsed().as_secs_f64());
-    assert!(lines.iter().any(|line| line.starts_with("mmdebstrap: ")), "{lines:?}");
+    eprintln!(
+        "linux image built in {:.1} s: {info:?}",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(
+        lines.iter().any(|line| line.starts_with("mmdebstrap: ")),
+        "{lines:?}"
+    );
 
     let rootfs = scratch.0.join("images/linux/rootfs");
     assert_eq!(info.rootfs, rootfs);
-    assert!(info.digest.starts_with("sha256:") && info.digest.len() == 71, "{}", info.digest);
-    assert_eq!((info.uid_base, info.debian_suite.as_str()), (UID_BASE, "bookworm"));
-    assert!(info.file_count > 5_000 && info.size_bytes > 100_000_000, "{info:?}");
-    let json: serde_json::Value =
-        serde_json::from_str(&fs::read_to_string(scratch.0.join("images/linux/image.json")).unwrap())
-            .unwrap();
+    assert!(
+        info.digest.starts_with("sha256:") && info.digest.len() == 71,
+        "{}",
+        info.digest
+    );
+    assert_eq!(
+        (info.uid_base, info.debian_suite.as_str()),
+        (UID_BASE, "bookworm")
+    );
+    assert!(
+        info.file_count > 5_000 && info.size_bytes > 100_000_000,
+        "{info:?}"
+    );
+    let json: serde_json::Value = serde_json::from_str(
+        &fs::read_to_string(scratch.0.join("images/linux/image.json")).unwrap(),
+    )
+    .unwrap();
     assert_eq!(json["digest"], info.digest.as_str());
 
     // Identity.
@@ -73,7 +90,9 @@ fn linux_image_builds_with_guest_identity_and_shifted_owners() {
     assert_eq!(etc("hostname"), format!("{HOSTNAME}\n"));
     assert!(etc("hosts").contains(&format!("127.0.1.1\t{HOSTNAME}\n")));
     assert!(etc("passwd").contains("deploy:x:1000:1000:deploy,,,:/home/deploy:/bin/bash\n"));
-    assert!(etc("group").lines().any(|l| l.starts_with("sudo:") && l.ends_with("deploy")));
+    assert!(etc("group")
+        .lines()
+        .any(|l| l.starts_with("sudo:") && l.ends_with("deploy")));
     assert_eq!(etc("machine-id").trim().len(), 32);
     assert!(!exists(&rootfs, "etc/rc.local"));
 
@@ -85,8 +104,15 @@ fn linux_image_builds_with_guest_identity_and_shifted_owners() {
     let deploy = UID_BASE + USER_ID;
     let (uid, gid, _) = owner_and_mode(&rootfs.join("home/deploy"));
     assert_eq!((uid, gid), (deploy, deploy));
-    assert_eq!(owner_and_mode(&rootfs.join("home/deploy/notes.txt")).0, deploy);
-    assert_eq!(owner_and_mode(&rootfs.join("bin")).0, UID_BASE, "the /bin link itself");
+    assert_eq!(
+        owner_and_mode(&rootfs.join("home/deploy/notes.txt")).0,
+        deploy
+    );
+    assert_eq!(
+        owner_and_mode(&rootfs.join("bin")).0,
+        UID_BASE,
+        "the /bin link itself"
+    );
 
     // Layout and tools a sample expects.
     for rel in [
@@ -101,23 +127,45 @@ fn linux_image_builds_with_guest_identity_and_shifted_owners() {
     ] {
         assert!(rootfs.join(rel).is_dir(), "{rel} missing");
     }
-    for rel in ["bin/bash", "usr/bin/python3", "usr/bin/curl", "root/.bashrc", "root/.profile"] {
+    for rel in [
+        "bin/bash",
+        "usr/bin/python3",
+        "usr/bin/curl",
+        "root/.bashrc",
+        "root/.profile",
+    ] {
         assert!(exists(&rootfs, rel), "{rel} missing");
     }
-    assert!(exists(&rootfs, "bin/nc") || exists(&rootfs, "usr/bin/nc"), "nc missing");
+    assert!(
+        exists(&rootfs, "bin/nc") || exists(&rootfs, "usr/bin/nc"),
+        "nc missing"
+    );
     let apt_lists = fs::read_dir(rootfs.join("var/lib/apt/lists")).unwrap();
-    assert!(apt_lists.flatten().all(|e| e.file_name() == "lock" || e.file_name() == "partial"));
+    assert!(apt_lists
+        .flatten()
+        .all(|e| e.file_name() == "lock" || e.file_name() == "partial"));
 
     // Nothing left beside the image but its lock file.
     for entry in fs::read_dir(scratch.0.join("images")).unwrap().flatten() {
         let name = entry.file_name().into_string().unwrap();
-        assert!(name == "linux" || name.starts_with(".lock-"), "leftover {name}");
+        assert!(
+            name == "linux" || name.starts_with(".lock-"),
+            "leftover {name}"
+        );
     }
 
     // Reading it back, and ensure() not rebuilding it.
-    let again = store.get("linux").unwrap().expect("image is listed after the build");
+    let again = store
+        .get("linux")
+        .unwrap()
+        .expect("image is listed after the build");
     assert_eq!(again.digest, info.digest);
-    let ensured = store.ensure("linux", &mut |line: &str| panic!("ensure rebuilt: {line}")).unwrap();
-    assert_eq!((ensured.digest, ensured.created_at), (info.digest.clone(), info.created_at));
+    let ensured = store
+        .ensure("linux", &mut |line: &str| panic!("ensure rebuilt: {line}"))
+        .unwrap();
+    assert_eq!(
+        (ensured.digest, ensured.created_at),
+        (info.digest.clone(), info.created_at)
+    );
     assert_eq!(store.list().unwrap().len(), 1);
 }

@@ -131,8 +131,11 @@ impl<'a> Builder<'a> {
                 if is_first && self.out.first_exec_failure.is_none() {
                     self.out.first_exec_failure = Some((path.clone(), errno.clone()));
                 }
-                let id = self.id_of(pid);
-                self.note(id, t, "exec_failed", format!("exec of {path} failed: {errno}"));
+                // Shells and execvp try each PATH entry: a missing file is routine.
+                if errno != "ENOENT" {
+                    let id = self.id_of(pid);
+                    self.note(id, t, "exec_failed", format!("exec of {path} failed: {errno}"));
+                }
             }
             Event::Exit { t, pid, code, signal } => self.exit(pid, secs(t, self.start_ns), code, signal),
             Event::Note { t, pid, kind, detail } => {

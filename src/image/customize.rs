@@ -84,7 +84,12 @@ fn set_identity(guest: &Guest) -> Result<(), ImageError> {
          ::1     localhost ip6-localhost ip6-loopback\n\
          ff02::1 ip6-allnodes\nff02::2 ip6-allrouters\n"
     );
-    guest.write("etc/hostname", format!("{HOSTNAME}\n").as_bytes(), 0o644, ROOT)?;
+    guest.write(
+        "etc/hostname",
+        format!("{HOSTNAME}\n").as_bytes(),
+        0o644,
+        ROOT,
+    )?;
     guest.write("etc/hosts", hosts.as_bytes(), 0o644, ROOT)?;
     guest.write("etc/machine-id", MACHINE_ID.as_bytes(), 0o444, ROOT)?;
     guest.write("etc/resolv.conf", RESOLV_CONF.as_bytes(), 0o644, ROOT)
@@ -123,7 +128,12 @@ fn make_user_home(guest: &Guest) -> Result<(), ImageError> {
         let content = guest.read(&format!("etc/skel/{name}"))?;
         guest.write(&format!("{home}/{name}"), &content, mode, USER)?;
     }
-    guest.write(&format!("{home}/.bash_history"), BASH_HISTORY.as_bytes(), 0o600, USER)?;
+    guest.write(
+        &format!("{home}/.bash_history"),
+        BASH_HISTORY.as_bytes(),
+        0o600,
+        USER,
+    )?;
     guest.write(&format!("{home}/notes.txt"), NOTES.as_bytes(), 0o644, USER)?;
     guest.ensure_dir(&format!("{home}/.config/systemd/user"), 0o755, USER)
 }
@@ -268,7 +278,10 @@ impl Guest {
     fn refuse(&self, path: &Path, why: &str) -> ImageError {
         ImageError::Build {
             step: "customise",
-            detail: format!("{} {why}; refusing to follow it out of the guest", path.display()),
+            detail: format!(
+                "{} {why}; refusing to follow it out of the guest",
+                path.display()
+            ),
         }
     }
 
@@ -280,7 +293,8 @@ impl Guest {
         let path = self.path(rel)?;
         let mut file = open_nofollow(&path, false)?;
         let mut content = Vec::new();
-        file.read_to_end(&mut content).map_err(ImageError::io("read", &path))?;
+        file.read_to_end(&mut content)
+            .map_err(ImageError::io("read", &path))?;
         Ok(content)
     }
 
@@ -298,7 +312,8 @@ impl Guest {
             .custom_flags(libc::O_NOFOLLOW)
             .open(&path)
             .map_err(ImageError::io("create", &path))?;
-        file.write_all(content).map_err(ImageError::io("write", &path))?;
+        file.write_all(content)
+            .map_err(ImageError::io("write", &path))?;
         // The umask narrowed the mode at creation, and an existing file kept its old one.
         file.set_permissions(fs::Permissions::from_mode(mode))
             .map_err(ImageError::io("chmod", &path))?;
@@ -310,14 +325,16 @@ impl Guest {
         let path = self.path(rel)?;
         let mut file = open_nofollow(&path, true)?;
         let mut text = String::new();
-        file.read_to_string(&mut text).map_err(ImageError::io("read", &path))?;
+        file.read_to_string(&mut text)
+            .map_err(ImageError::io("read", &path))?;
         let new = change(&text);
         if new == text {
             return Ok(());
         }
         file.set_len(0).map_err(ImageError::io("truncate", &path))?;
         file.rewind().map_err(ImageError::io("seek", &path))?;
-        file.write_all(new.as_bytes()).map_err(ImageError::io("write", &path))
+        file.write_all(new.as_bytes())
+            .map_err(ImageError::io("write", &path))
     }
 
     /// Creates the directory and any missing parents with this mode and owner. Existing
@@ -364,7 +381,9 @@ impl Guest {
         let mut files = Vec::new();
         for entry in entries {
             let entry = entry.map_err(ImageError::io("list", &dir))?;
-            let meta = entry.metadata().map_err(ImageError::io("stat", &entry.path()))?;
+            let meta = entry
+                .metadata()
+                .map_err(ImageError::io("stat", &entry.path()))?;
             if let (true, Some(name)) = (meta.is_file(), entry.file_name().to_str()) {
                 files.push((name.to_string(), meta.permissions().mode() & 0o7777));
             }
@@ -441,7 +460,9 @@ mod tests {
         fs::create_dir_all(&outside).unwrap();
         symlink(&outside, root.join("etc")).unwrap();
         let guest = Guest::new(&root);
-        let err = guest.write("etc/hostname", b"x\n", 0o644, ROOT).unwrap_err();
+        let err = guest
+            .write("etc/hostname", b"x\n", 0o644, ROOT)
+            .unwrap_err();
         assert!(err.to_string().contains("symbolic link"), "{err}");
         assert!(guest.ensure_dir("etc/systemd/system", 0o755, ROOT).is_err());
         assert!(guest.edit("etc/passwd", |t| t.to_string()).is_err());
@@ -469,14 +490,24 @@ mod tests {
         let outside = scratch.path().join("host-resolv.conf");
         fs::write(&outside, b"host\n").unwrap();
         symlink(&outside, root.join("etc/resolv.conf")).unwrap();
-        Guest::new(&root).write("etc/resolv.conf", b"guest\n", 0o644, ROOT).unwrap();
+        Guest::new(&root)
+            .write("etc/resolv.conf", b"guest\n", 0o644, ROOT)
+            .unwrap();
         assert_eq!(fs::read(&outside).unwrap(), b"host\n");
         assert_eq!(fs::read(root.join("etc/resolv.conf")).unwrap(), b"guest\n");
     }
 
     /// The parts of a Debian tree that `apply` reads.
     fn fake_debian(root: &Path) {
-        for dir in ["etc/skel", "root", "home", "usr/lib", "usr/share/base-files", "var/lib/apt/lists/partial", "var/cache/apt"] {
+        for dir in [
+            "etc/skel",
+            "root",
+            "home",
+            "usr/lib",
+            "usr/share/base-files",
+            "var/lib/apt/lists/partial",
+            "var/cache/apt",
+        ] {
             fs::create_dir_all(root.join(dir)).unwrap();
         }
         symlink("usr/lib", root.join("lib")).unwrap();
@@ -522,11 +553,21 @@ mod tests {
         assert_eq!((home.uid(), home.gid()), (1000, 1000));
         let history = fs::metadata(root.join("home/deploy/.bash_history")).unwrap();
         assert_eq!((history.uid(), history.mode() & 0o777), (1000, 0o600));
-        for dir in ["etc/systemd/system/multi-user.target.wants", "lib/systemd/system", "etc/systemd/user", "root/.config/systemd/user", "home/deploy/.config/systemd/user", "etc/cron.d", "var/spool/cron/crontabs"] {
+        for dir in [
+            "etc/systemd/system/multi-user.target.wants",
+            "lib/systemd/system",
+            "etc/systemd/user",
+            "root/.config/systemd/user",
+            "home/deploy/.config/systemd/user",
+            "etc/cron.d",
+            "var/spool/cron/crontabs",
+        ] {
             assert!(root.join(dir).is_dir(), "{dir}");
         }
         assert!(!root.join("etc/rc.local").exists());
-        assert!(!root.join("var/lib/apt/lists/deb.debian.org_InRelease").exists());
+        assert!(!root
+            .join("var/lib/apt/lists/deb.debian.org_InRelease")
+            .exists());
         assert!(root.join("var/lib/apt/lists/lock").exists());
         assert!(!root.join("var/cache/apt/pkgcache.bin").exists());
     }

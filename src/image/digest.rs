@@ -9,8 +9,8 @@
 use std::fs::File;
 use std::io;
 use std::num::NonZeroUsize;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
@@ -54,7 +54,11 @@ pub(super) fn compute(root: &Path) -> Result<Summary, ImageError> {
 }
 
 /// The bytes hashed for one entry (see the module documentation).
-fn record(root: &Path, entry: &Entry, content: Option<&ContentHash>) -> Result<Vec<u8>, ImageError> {
+fn record(
+    root: &Path,
+    entry: &Entry,
+    content: Option<&ContentHash>,
+) -> Result<Vec<u8>, ImageError> {
     let meta = &entry.meta;
     let rel = entry.rel.as_os_str().as_bytes();
     let mut out = Vec::with_capacity(rel.len() + 120);
@@ -194,8 +198,12 @@ mod tests {
         let scratch = Scratch::new("digest-time");
         let root = small_tree(&scratch);
         let before = compute(&root).unwrap();
-        let file = File::options().write(true).open(root.join("dir/file")).unwrap();
-        file.set_modified(std::time::SystemTime::UNIX_EPOCH).unwrap();
+        let file = File::options()
+            .write(true)
+            .open(root.join("dir/file"))
+            .unwrap();
+        file.set_modified(std::time::SystemTime::UNIX_EPOCH)
+            .unwrap();
         assert_eq!(compute(&root).unwrap(), before);
     }
 

@@ -114,7 +114,10 @@ pub(super) fn run(
     progress: &mut dyn FnMut(&str),
 ) -> Result<(), ImageError> {
     let sources = sources_file()?;
-    progress(&format!("mmdebstrap {suite} with mirrors from {}", sources.display()));
+    progress(&format!(
+        "mmdebstrap {suite} with mirrors from {}",
+        sources.display()
+    ));
     tracing::info!(target = %target.display(), sources = %sources.display(), "running mmdebstrap");
     let mut child = command(tools, suite, target, &sources)
         .spawn()
@@ -123,7 +126,9 @@ pub(super) fn run(
         Some(stderr) => stream_lines(stderr, progress),
         None => VecDeque::new(),
     };
-    let status = child.wait().map_err(ImageError::io("wait for", &tools.unshare))?;
+    let status = child
+        .wait()
+        .map_err(ImageError::io("wait for", &tools.unshare))?;
     check_status(status, &tail)
 }
 
@@ -180,7 +185,10 @@ fn check_status(status: ExitStatus, tail: &VecDeque<String>) -> Result<(), Image
     let lines: Vec<&str> = tail.iter().map(String::as_str).collect();
     Err(ImageError::Build {
         step: "mmdebstrap",
-        detail: format!("mmdebstrap {status}; its last output:\n{}", lines.join("\n")),
+        detail: format!(
+            "mmdebstrap {status}; its last output:\n{}",
+            lines.join("\n")
+        ),
     })
 }
 
@@ -204,7 +212,10 @@ mod tests {
     fn missing_tool_names_the_package() {
         let (tool, package) = MMDEBSTRAP;
         let err = ImageError::ToolMissing { tool, package };
-        assert!(err.to_string().contains("apt-get install mmdebstrap"), "{err}");
+        assert!(
+            err.to_string().contains("apt-get install mmdebstrap"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -226,7 +237,10 @@ mod tests {
             .collect();
         let err = check_status(ExitStatus::from_raw(256), &tail).unwrap_err();
         let text = err.to_string();
-        assert!(text.contains("E: apt-get failed") && text.contains("exit status: 1"), "{text}");
+        assert!(
+            text.contains("E: apt-get failed") && text.contains("exit status: 1"),
+            "{text}"
+        );
         assert!(check_status(ExitStatus::from_raw(0), &tail).is_ok());
     }
 

@@ -218,7 +218,10 @@ impl ImageStore {
         build.commit(&self.image_dir(name))?;
         let secs = started.elapsed().as_secs();
         tracing::info!(image = name, digest = %info.digest, secs, "guest image built");
-        progress(&format!("built {name}: {} ({} entries, {} bytes)", info.digest, info.file_count, info.size_bytes));
+        progress(&format!(
+            "built {name}: {} ({} entries, {} bytes)",
+            info.digest, info.file_count, info.size_bytes
+        ));
         Ok(info)
     }
 
@@ -271,7 +274,10 @@ fn parse_metadata(
         return Err(bad(format!("it describes image `{}`", info.name)));
     }
     if !rootfs.is_dir() {
-        return Err(bad(format!("its root file system {} is missing", rootfs.display())));
+        return Err(bad(format!(
+            "its root file system {} is missing",
+            rootfs.display()
+        )));
     }
     info.rootfs = rootfs;
     Ok(info)
@@ -288,7 +294,8 @@ fn write_metadata(path: &Path, info: &ImageInfo) -> Result<(), ImageError> {
 
 fn set_mode(path: &Path, mode: u32) -> Result<(), ImageError> {
     use std::os::unix::fs::PermissionsExt;
-    fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(ImageError::io("chmod", path))
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+        .map_err(ImageError::io("chmod", path))
 }
 
 #[cfg(test)]
@@ -303,7 +310,8 @@ mod tests {
             use std::sync::atomic::{AtomicUsize, Ordering};
             static COUNTER: AtomicUsize = AtomicUsize::new(0);
             let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-            let dir = std::env::temp_dir().join(format!("aegis-test-{tag}-{}-{n}", std::process::id()));
+            let dir =
+                std::env::temp_dir().join(format!("aegis-test-{tag}-{}-{n}", std::process::id()));
             let _ = fs::remove_dir_all(&dir);
             fs::create_dir_all(&dir).unwrap();
             Scratch(dir)
@@ -349,7 +357,15 @@ mod tests {
 
     #[test]
     fn unknown_names_are_rejected_with_the_accepted_names() {
-        for name in ["", "windows", "Linux", "../linux", "linux/", ".build-linux-1", "linux\0"] {
+        for name in [
+            "",
+            "windows",
+            "Linux",
+            "../linux",
+            "linux/",
+            ".build-linux-1",
+            "linux\0",
+        ] {
             let err = check_name(name).unwrap_err();
             assert!(matches!(err, ImageError::UnknownImage { .. }), "{name:?}");
             assert!(err.to_string().contains("known images: linux"), "{err}");
@@ -360,7 +376,10 @@ mod tests {
     fn get_of_unknown_name_is_an_error_not_none() {
         let scratch = Scratch::new("get-unknown");
         let store = ImageStore::new(&DataDir::new(scratch.path()));
-        assert!(matches!(store.get("../etc"), Err(ImageError::UnknownImage { .. })));
+        assert!(matches!(
+            store.get("../etc"),
+            Err(ImageError::UnknownImage { .. })
+        ));
     }
 
     #[test]
@@ -385,7 +404,10 @@ mod tests {
         let scratch = Scratch::new("corrupt");
         let (store, _) = fake_store(&scratch);
         fs::write(store.image_dir("linux").join(METADATA_FILE), "{ not json").unwrap();
-        assert!(matches!(store.get("linux"), Err(ImageError::Metadata { .. })));
+        assert!(matches!(
+            store.get("linux"),
+            Err(ImageError::Metadata { .. })
+        ));
     }
 
     #[test]

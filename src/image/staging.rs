@@ -106,7 +106,10 @@ pub(super) fn remove_stale(
             continue;
         }
         let path = entry.path();
-        progress(&format!("removing stale build directory {}", path.display()));
+        progress(&format!(
+            "removing stale build directory {}",
+            path.display()
+        ));
         tracing::info!(path = %path.display(), pid, "removing stale image build directory");
         remove_tree(&path)?;
     }
@@ -211,7 +214,8 @@ fn unescape_octal(field: &str) -> String {
 }
 
 fn set_mode(path: &Path, mode: u32) -> Result<(), ImageError> {
-    fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(ImageError::io("chmod", path))
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+        .map_err(ImageError::io("chmod", path))
 }
 
 #[cfg(test)]
@@ -231,7 +235,8 @@ mod tests {
 
     #[test]
     fn mount_points_are_unescaped() {
-        let text = "36 35 98:0 /mnt1 /mnt\\040with\\040space rw,noatime master:1 - ext3 /dev/root rw\n\
+        let text =
+            "36 35 98:0 /mnt1 /mnt\\040with\\040space rw,noatime master:1 - ext3 /dev/root rw\n\
                     37 35 0:5 / /proc rw - proc proc rw\n";
         assert_eq!(
             mount_points(text),
@@ -245,7 +250,9 @@ mod tests {
         // pid_max is at most 2^22, so this pid cannot exist.
         let dead = scratch.path().join(".build-linux-99999999");
         let old = scratch.path().join(".old-linux-99999999");
-        let ours = scratch.path().join(format!(".build-linux-{}", std::process::id()));
+        let ours = scratch
+            .path()
+            .join(format!(".build-linux-{}", std::process::id()));
         let live = scratch.path().join(".build-linux-1"); // init is always alive
         for dir in [&dead, &old, &ours, &live] {
             fs::create_dir_all(dir.join("rootfs/etc")).unwrap();

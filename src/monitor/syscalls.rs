@@ -41,12 +41,10 @@ impl Call {
         }
     }
 
-    /// An argument as a signed int (fds, pids), sign-extended from the ABI's width.
+    /// An `int` argument (fd, pid, signal, flags): the low 32 bits, sign-extended; the
+    /// upper half of the register is undefined for an `int` on x86-64.
     pub fn int(&self, i: usize) -> i64 {
-        match self.arch {
-            Arch::X86_64 => self.args[i] as i64,
-            Arch::I386 => i64::from(self.args[i] as u32 as i32),
-        }
+        i64::from(self.args[i] as u32 as i32)
     }
 }
 

@@ -112,6 +112,8 @@ fn start_sample(setup: &MonitorSetup) -> nix::Result<Pid> {
 /// Runs in the forked child, before exec. Any failure ends in `_exit(127)` by the caller.
 fn sample_child(setup: &MonitorSetup, argv: &[&CString], env: &[&CString], stdio: &[i32]) {
     let _ = nix::unistd::setsid();
+    // Inherited from the monitor; the monitor must be able to read this process's memory.
+    let _ = nix::sys::prctl::set_dumpable(true);
     for (target, fd) in stdio.iter().enumerate() {
         if nix::unistd::dup2(*fd, target as i32).is_err() {
             return;

@@ -31,6 +31,10 @@ pub fn enter_guest_root(
     // Private first, so nothing mounted below propagates back to the host's namespace.
     k.mount(none, Path::new("/"), none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none)?;
     k.sethostname(hostname)?;
+    // The overlay was mounted by the host, so it is locked in this namespace and pivot_root
+    // refuses it; a bind of it onto itself, made here, is ours.
+    let root_str = path_str(root);
+    k.mount(Some(root_str), root, none, MsFlags::MS_BIND | MsFlags::MS_REC, none)?;
 
     // proc after entering the pid namespace: it then shows only the sandbox's processes.
     let noexec = nosuid_nodev | MsFlags::MS_NOEXEC;
@@ -112,6 +116,7 @@ mod tests {
                 .unwrap_or_else(|| panic!("no call {needle}: {:#?}", k.calls))
         };
         assert_eq!(k.calls[0], "mount - / - MsFlags(MS_REC | MS_PRIVATE) -");
+        assert!(pos("mount /r /r -") < pos("mount proc /r/proc proc"));
         assert!(pos("mount proc /r/proc proc") < pos("pivot_root"));
         assert!(pos("mount /dev/null /r/dev/null") < pos("pivot_root"));
         assert!(pos("mount /s/tmp /r/tmp") < pos("pivot_root"));
