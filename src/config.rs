@@ -176,12 +176,15 @@ impl Config {
                 TIMEOUT_FORM,
             ));
         }
+        let memory_bytes = overrides.memory_bytes.unwrap_or(s.memory_limit);
         Ok(Limits {
             timeout_s,
-            memory_bytes: overrides.memory_bytes.unwrap_or(s.memory_limit),
+            memory_bytes,
             cpus: overrides.cpus.unwrap_or(s.cpu_limit),
             pids: s.pids_limit,
-            disk_bytes: s.disk_limit,
+            // The writable layer is RAM-backed and charged to the sandbox's memory: at most
+            // half of the memory limit, so a full disk leaves the processes room to run.
+            disk_bytes: s.disk_limit.min(memory_bytes / 2),
         })
     }
 }
@@ -460,6 +463,7 @@ mod tests {
         assert_eq!(limits.timeout_s, 5);
         assert_eq!(limits.memory_bytes, 64 << 20);
         assert_eq!(limits.cpus, 0.5);
+        assert_eq!(limits.disk_bytes, 32 << 20, "disk is clamped to half the memory");
         assert!(c
             .limits(&LimitOverrides {
                 timeout_s: Some(0),

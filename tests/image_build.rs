@@ -5,30 +5,12 @@
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use aegis::guest::{HOSTNAME, UID_BASE, USER_ID};
 use aegis::image::ImageStore;
 use aegis::paths::DataDir;
-
-/// A data directory under the system temp dir, removed at the end even if the test fails.
-struct ScratchDataDir(PathBuf);
-
-impl ScratchDataDir {
-    fn new() -> ScratchDataDir {
-        let dir = std::env::temp_dir().join(format!("aegis-image-build-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        ScratchDataDir(dir)
-    }
-}
-
-impl Drop for ScratchDataDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
 
 /// Owner and permission bits of a path itself (a symbolic link is not followed).
 fn owner_and_mode(path: &Path) -> (u32, u32, u32) {
@@ -48,8 +30,9 @@ fn linux_image_builds_with_guest_identity_and_shifted_owners() {
         eprintln!("SKIPPED linux_image_builds_with_guest_identity_and_shifted_owners: needs root");
         return;
     }
-    let scratch = ScratchDataDir::new();
-    let store = ImageStore::new(&DataDir::new(&scratch.0));
+    let scratch = tempfile::tempdir().unwrap();
+    let data = scratch.path();
+    let store = ImageStore::new(&DataDir::new(data));
     let mut lines = Vec::new();
     let started = Instant::now();
     let info = store
@@ -64,7 +47,7 @@ fn linux_image_builds_with_guest_identity_and_shifted_owners() {
         "{lines:?}"
     );
 
-    let rootfs = scratch.0.join("images/linux/rootfs");
+    let rootfs = data.join("images/linux/rootfs");
     assert_eq!(info.rootfs, rootfs);
     assert!(
         info.digest.starts_with("sha256:") && info.digest.len() == 71,
@@ -79,10 +62,9 @@ fn linux_image_builds_with_guest_identity_and_shifted_owners() {
         info.file_count > 5_000 && info.size_bytes > 100_000_000,
         "{info:?}"
     );
-    let json: serde_json::Value = serde_json::from_str(
-        &fs::read_to_string(scratch.0.join("images/linux/image.json")).unwrap(),
-    )
-    .unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(data.join("images/linux/image.json")).unwrap())
+            .unwrap();
     assert_eq!(json["digest"], info.digest.as_str());
 
     // Identity.
@@ -146,7 +128,7 @@ fn linux_image_builds_with_guest_identity_and_shifted_owners() {
         .all(|e| e.file_name() == "lock" || e.file_name() == "partial"));
 
     // Nothing left beside the image but its lock file.
-    for entry in fs::read_dir(scratch.0.join("images")).unwrap().flatten() {
+    for entry in fs::read_dir(data.join("images")).unwrap().flatten() {
         let name = entry.file_name().into_string().unwrap();
         assert!(
             name == "linux" || name.starts_with(".lock-"),

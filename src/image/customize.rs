@@ -417,7 +417,6 @@ mod tests {
     use std::os::unix::fs::{symlink, MetadataExt};
 
     use super::*;
-    use crate::image::tests::Scratch;
 
     #[test]
     fn with_line_appends_once() {
@@ -453,7 +452,7 @@ mod tests {
 
     #[test]
     fn writes_do_not_follow_a_symlinked_parent() {
-        let scratch = Scratch::new("guest-escape");
+        let scratch = tempfile::tempdir().unwrap();
         let root = scratch.path().join("rootfs");
         let outside = scratch.path().join("host-etc");
         fs::create_dir_all(&root).unwrap();
@@ -471,7 +470,7 @@ mod tests {
 
     #[test]
     fn paths_must_stay_relative() {
-        let scratch = Scratch::new("guest-dotdot");
+        let scratch = tempfile::tempdir().unwrap();
         let guest = Guest::new(scratch.path());
         assert!(guest.path("../etc/passwd").is_err());
         assert!(guest.path("/etc/passwd").is_err());
@@ -484,7 +483,7 @@ mod tests {
             eprintln!("SKIPPED a_symlink_at_the_target_is_replaced_not_followed: needs root");
             return;
         }
-        let scratch = Scratch::new("guest-leaf");
+        let scratch = tempfile::tempdir().unwrap();
         let root = scratch.path().join("rootfs");
         fs::create_dir_all(root.join("etc")).unwrap();
         let outside = scratch.path().join("host-resolv.conf");
@@ -535,7 +534,7 @@ mod tests {
             eprintln!("SKIPPED apply_customises_a_fake_debian_tree: needs root for chown");
             return;
         }
-        let scratch = Scratch::new("apply");
+        let scratch = tempfile::tempdir().unwrap();
         let root = scratch.path().join("rootfs");
         fake_debian(&root);
         apply(&root).unwrap();

@@ -166,10 +166,9 @@ mod tests {
     use std::os::unix::fs::{symlink, PermissionsExt};
 
     use super::*;
-    use crate::image::tests::Scratch;
 
     /// dir/, dir/file ("hello"), dir/script (0755), link -> dir/file, empty/
-    fn small_tree(scratch: &Scratch) -> std::path::PathBuf {
+    fn small_tree(scratch: &tempfile::TempDir) -> std::path::PathBuf {
         let root = scratch.path().join("root");
         fs::create_dir_all(root.join("dir")).unwrap();
         fs::create_dir_all(root.join("empty")).unwrap();
@@ -183,7 +182,7 @@ mod tests {
 
     #[test]
     fn digest_is_stable_and_counts_entries_and_bytes() {
-        let scratch = Scratch::new("digest-stable");
+        let scratch = tempfile::tempdir().unwrap();
         let root = small_tree(&scratch);
         let first = compute(&root).unwrap();
         assert_eq!(compute(&root).unwrap(), first);
@@ -195,7 +194,7 @@ mod tests {
 
     #[test]
     fn digest_ignores_timestamps() {
-        let scratch = Scratch::new("digest-time");
+        let scratch = tempfile::tempdir().unwrap();
         let root = small_tree(&scratch);
         let before = compute(&root).unwrap();
         let file = File::options()
@@ -209,7 +208,7 @@ mod tests {
 
     #[test]
     fn digest_changes_when_one_byte_changes() {
-        let scratch = Scratch::new("digest-byte");
+        let scratch = tempfile::tempdir().unwrap();
         let root = small_tree(&scratch);
         let before = compute(&root).unwrap();
         fs::write(root.join("dir/file"), b"hellp").unwrap();
@@ -218,7 +217,7 @@ mod tests {
 
     #[test]
     fn digest_changes_when_a_mode_changes() {
-        let scratch = Scratch::new("digest-mode");
+        let scratch = tempfile::tempdir().unwrap();
         let root = small_tree(&scratch);
         let before = compute(&root).unwrap();
         fs::set_permissions(root.join("dir/file"), fs::Permissions::from_mode(0o600)).unwrap();
@@ -227,7 +226,7 @@ mod tests {
 
     #[test]
     fn digest_changes_when_a_symlink_target_changes() {
-        let scratch = Scratch::new("digest-link");
+        let scratch = tempfile::tempdir().unwrap();
         let root = small_tree(&scratch);
         let before = compute(&root).unwrap();
         fs::remove_file(root.join("link")).unwrap();
@@ -237,7 +236,7 @@ mod tests {
 
     #[test]
     fn digest_changes_when_a_file_is_renamed() {
-        let scratch = Scratch::new("digest-rename");
+        let scratch = tempfile::tempdir().unwrap();
         let root = small_tree(&scratch);
         let before = compute(&root).unwrap();
         fs::rename(root.join("dir/script"), root.join("dir/script2")).unwrap();
@@ -246,7 +245,7 @@ mod tests {
 
     #[test]
     fn digest_does_not_follow_symlinks_out_of_the_tree() {
-        let scratch = Scratch::new("digest-escape");
+        let scratch = tempfile::tempdir().unwrap();
         let root = small_tree(&scratch);
         let outside = scratch.path().join("outside");
         fs::write(&outside, b"one").unwrap();
@@ -258,7 +257,7 @@ mod tests {
 
     #[test]
     fn records_are_nul_separated_fields() {
-        let scratch = Scratch::new("digest-record");
+        let scratch = tempfile::tempdir().unwrap();
         let root = small_tree(&scratch);
         let entries = walk::entries(&root).unwrap();
         let link = entries.iter().find(|e| e.rel == Path::new("link")).unwrap();

@@ -48,25 +48,32 @@ const ROOTFS_DIR: &str = "rootfs";
 /// What went wrong with a guest image.
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
+    /// A name that is not in [`KNOWN_IMAGES`].
     #[error("unknown guest image `{name}`; known images: {known}")]
     UnknownImage { name: String, known: String },
+    /// `remove` of an image that does not exist.
     #[error("guest image `{name}` is not built; build it with `aegis image build {name}`")]
     NotBuilt { name: String },
+    /// A program the build runs is not installed (aegis installs nothing itself).
     #[error("`{tool}` not found on PATH; install the Debian package `{package}` (apt-get install {package})")]
     ToolMissing {
         tool: &'static str,
         package: &'static str,
     },
+    /// A build step failed; `detail` says how (for mmdebstrap: its last output lines).
     #[error("image build failed at step `{step}`: {detail}")]
     Build { step: &'static str, detail: String },
+    /// A file system operation failed.
     #[error("cannot {op} {path}: {source}")]
     Io {
         op: &'static str,
         path: PathBuf,
         source: io::Error,
     },
+    /// `image.json` is unreadable, for another image, or its rootfs is gone.
     #[error("image metadata {path} is not usable: {detail}")]
     Metadata { path: PathBuf, detail: String },
+    /// A directory to delete has mounts below it (deleting through them would reach the host).
     #[error("refusing to remove {path}: {count} mount point(s) below it, first {first}")]
     Mounted {
         path: PathBuf,
@@ -215,7 +222,7 @@ impl ImageStore {
 
         let info = self.info(name, summary);
         write_metadata(&build.path().join(METADATA_FILE), &info)?;
-        build.commit(&self.image_dir(name))?;
+        build.commit(&self.dir, name)?;
         let secs = started.elapsed().as_secs();
         tracing::info!(image = name, digest = %info.digest, secs, "guest image built");
         progress(&format!(
@@ -300,33 +307,9 @@ fn set_mode(path: &Path, mode: u32) -> Result<(), ImageError> {
 
 #[cfg(test)]
 mod tests {
+    use tempfile::TempDir;
+
     use super::*;
-
-    /// A scratch directory under the system temp dir, removed on drop.
-    pub(crate) struct Scratch(PathBuf);
-
-    impl Scratch {
-        pub(crate) fn new(tag: &str) -> Scratch {
-            use std::sync::atomic::{AtomicUsize, Ordering};
-            static COUNTER: AtomicUsize = AtomicUsize::new(0);
-            let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-            let dir =
-                std::env::temp_dir().join(format!("aegis-test-{tag}-{}-{n}", std::process::id()));
-            let _ = fs::remove_dir_all(&dir);
-            fs::create_dir_all(&dir).unwrap();
-            Scratch(dir)
-        }
-
-        pub(crate) fn path(&self) -> &Path {
-            &self.0
-        }
-    }
-
-    impl Drop for Scratch {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
 
     fn sample_info(store: &ImageStore) -> ImageInfo {
         ImageInfo {
@@ -342,7 +325,7 @@ mod tests {
     }
 
     /// A store with a hand-made `linux` image (an empty rootfs and its image.json).
-    fn fake_store(scratch: &Scratch) -> (ImageStore, ImageInfo) {
+    fn fake_store(scratch: &TempDir) -> (ImageStore, ImageInfo) {
         let store = ImageStore::new(&DataDir::new(scratch.path()));
         fs::create_dir_all(store.rootfs_path("linux")).unwrap();
         let info = sample_info(&store);
@@ -374,7 +357,7 @@ mod tests {
 
     #[test]
     fn get_of_unknown_name_is_an_error_not_none() {
-        let scratch = Scratch::new("get-unknown");
+        let scratch = tempfile::tempdir().unwrap();
         let store = ImageStore::new(&DataDir::new(scratch.path()));
         assert!(matches!(
             store.get("../etc"),
@@ -384,14 +367,14 @@ mod tests {
 
     #[test]
     fn image_json_round_trips() {
-        let scratch = Scratch::new("roundtrip");
+        let scratch = tempfile::tempdir().unwrap();
         let (store, info) = fake_store(&scratch);
         assert_eq!(store.get("linux").unwrap(), Some(info));
     }
 
     #[test]
     fn get_rewrites_a_stale_rootfs_path() {
-        let scratch = Scratch::new("stale-path");
+        let scratch = tempfile::tempdir().unwrap();
         let (store, mut info) = fake_store(&scratch);
         info.rootfs = PathBuf::from("/elsewhere/rootfs");
         write_metadata(&store.image_dir("linux").join(METADATA_FILE), &info).unwrap();
@@ -401,7 +384,7 @@ mod tests {
 
     #[test]
     fn get_reports_corrupt_metadata() {
-        let scratch = Scratch::new("corrupt");
+        let scratch = tempfile::tempdir().unwrap();
         let (store, _) = fake_store(&scratch);
         fs::write(store.image_dir("linux").join(METADATA_FILE), "{ not json").unwrap();
         assert!(matches!(
@@ -412,7 +395,7 @@ mod tests {
 
     #[test]
     fn get_reports_a_missing_rootfs() {
-        let scratch = Scratch::new("no-rootfs");
+        let scratch = tempfile::tempdir().unwrap();
         let (store, _) = fake_store(&scratch);
         fs::remove_dir(store.rootfs_path("linux")).unwrap();
         let err = store.get("linux").unwrap_err();
@@ -421,7 +404,7 @@ mod tests {
 
     #[test]
     fn empty_store_lists_nothing_and_gets_none() {
-        let scratch = Scratch::new("empty");
+        let scratch = tempfile::tempdir().unwrap();
         let store = ImageStore::new(&DataDir::new(scratch.path().join("absent")));
         assert!(store.list().unwrap().is_empty());
         assert_eq!(store.get("linux").unwrap(), None);
@@ -429,7 +412,7 @@ mod tests {
 
     #[test]
     fn list_shows_built_images_and_ignores_other_entries() {
-        let scratch = Scratch::new("list");
+        let scratch = tempfile::tempdir().unwrap();
         let (store, info) = fake_store(&scratch);
         fs::create_dir_all(store.dir.join("unrelated/rootfs")).unwrap();
         fs::create_dir_all(store.dir.join(".build-linux-1")).unwrap();
@@ -438,7 +421,7 @@ mod tests {
 
     #[test]
     fn remove_deletes_the_image_and_leaves_no_old_dir() {
-        let scratch = Scratch::new("remove");
+        let scratch = tempfile::tempdir().unwrap();
         let (store, _) = fake_store(&scratch);
         fs::write(store.rootfs_path("linux").join("file"), b"x").unwrap();
         store.remove("linux").unwrap();
@@ -454,7 +437,7 @@ mod tests {
 
     #[test]
     fn remove_of_an_unbuilt_image_says_how_to_build_it() {
-        let scratch = Scratch::new("remove-unbuilt");
+        let scratch = tempfile::tempdir().unwrap();
         let store = ImageStore::new(&DataDir::new(scratch.path()));
         let err = store.remove("linux").unwrap_err();
         assert!(matches!(err, ImageError::NotBuilt { .. }));

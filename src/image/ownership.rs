@@ -72,7 +72,6 @@ mod tests {
     use std::os::unix::fs::symlink;
 
     use super::*;
-    use crate::image::tests::Scratch;
 
     const BASE: u32 = crate::guest::UID_BASE;
 
@@ -95,7 +94,7 @@ mod tests {
             eprintln!("SKIPPED shift_moves_every_owner_and_keeps_setid_bits: needs root for chown");
             return;
         }
-        let scratch = Scratch::new("shift");
+        let scratch = tempfile::tempdir().unwrap();
         let root = scratch.path().join("rootfs");
         fs::create_dir_all(root.join("home/deploy")).unwrap();
         fs::create_dir_all(root.join("var/mail")).unwrap();
@@ -129,7 +128,7 @@ mod tests {
             eprintln!("SKIPPED shift_refuses_an_already_shifted_tree: needs root for chown");
             return;
         }
-        let scratch = Scratch::new("shift-twice");
+        let scratch = tempfile::tempdir().unwrap();
         let root = scratch.path().join("rootfs");
         fs::create_dir_all(root.join("etc")).unwrap();
         shift(&root, BASE).unwrap();

@@ -59,15 +59,24 @@ impl BuildDir {
         &self.path
     }
 
-    /// Moves the finished build to `target`, replacing (and then deleting) what was there.
-    pub(super) fn commit(mut self, target: &Path) -> Result<(), ImageError> {
-        let images = self.path.parent().unwrap_or(Path::new("."));
-        let old = images.join(format!("{OLD_PREFIX}{}", old_suffix(target)));
-        let had_old = rename_if_exists(target, &old)?;
-        fs::rename(&self.path, target).map_err(ImageError::io("rename into place", &self.path))?;
+    /// Moves the finished build to `images/<name>`, replacing (then deleting) what was there.
+    /// The image is missing only between two renames, and a reader then sees "not built".
+    pub(super) fn commit(mut self, images: &Path, name: &str) -> Result<(), ImageError> {
+        let target = images.join(name);
+        let old = images.join(format!("{OLD_PREFIX}{name}-{}", std::process::id()));
+        let had_old = rename_if_exists(&target, &old)?;
+        if let Err(err) = fs::rename(&self.path, &target) {
+            if had_old {
+                let _ = fs::rename(&old, &target); // put the previous image back
+            }
+            return Err(ImageError::io("rename into place", &self.path)(err));
+        }
         self.committed = true;
+        // The new image is in place: failing to delete the old one is not a failed build.
         if had_old {
-            remove_tree(&old)?;
+            if let Err(err) = remove_tree(&old) {
+                tracing::warn!(path = %old.display(), error = %err, "cannot remove replaced image");
+            }
         }
         Ok(())
     }
@@ -131,12 +140,6 @@ fn process_alive(pid: u32) -> bool {
         return false;
     };
     !matches!(kill(Pid::from_raw(raw), None), Err(Errno::ESRCH))
-}
-
-/// `<name>-<pid>` for the `.old-` directory of `target` (`images/<name>`).
-fn old_suffix(target: &Path) -> String {
-    let name = target.file_name().map(|n| n.to_string_lossy().into_owned());
-    format!("{}-{}", name.unwrap_or_default(), std::process::id())
 }
 
 /// Renames `from` to `to`; `false` when `from` did not exist.
@@ -221,7 +224,6 @@ fn set_mode(path: &Path, mode: u32) -> Result<(), ImageError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::image::tests::Scratch;
 
     #[test]
     fn stale_pid_is_read_from_build_and_old_dirs() {
@@ -246,7 +248,7 @@ mod tests {
 
     #[test]
     fn stale_dirs_of_dead_processes_are_removed_and_live_ones_kept() {
-        let scratch = Scratch::new("stale");
+        let scratch = tempfile::tempdir().unwrap();
         // pid_max is at most 2^22, so this pid cannot exist.
         let dead = scratch.path().join(".build-linux-99999999");
         let old = scratch.path().join(".old-linux-99999999");
@@ -264,20 +266,20 @@ mod tests {
 
     #[test]
     fn commit_replaces_an_existing_image() {
-        let scratch = Scratch::new("commit");
+        let scratch = tempfile::tempdir().unwrap();
         let target = scratch.path().join("linux");
         fs::create_dir_all(target.join("rootfs")).unwrap();
         fs::write(target.join("marker"), b"old").unwrap();
         let build = BuildDir::create(scratch.path(), "linux").unwrap();
         fs::write(build.path().join("marker"), b"new").unwrap();
-        build.commit(&target).unwrap();
+        build.commit(scratch.path(), "linux").unwrap();
         assert_eq!(fs::read(target.join("marker")).unwrap(), b"new");
         assert_eq!(fs::read_dir(scratch.path()).unwrap().count(), 1);
     }
 
     #[test]
     fn an_uncommitted_build_is_removed_on_drop() {
-        let scratch = Scratch::new("drop");
+        let scratch = tempfile::tempdir().unwrap();
         let build = BuildDir::create(scratch.path(), "linux").unwrap();
         let path = build.path().to_path_buf();
         fs::write(path.join("half"), b"x").unwrap();

@@ -132,7 +132,8 @@ impl Walker<'_> {
 
     fn same_as_image(&self, guest: &str, content: &Content) -> bool {
         let original = self.spec.rootfs.join(guest.trim_start_matches('/'));
-        match fs::metadata(&original) {
+        // Never follow a link of the image: absolute links resolve into the host's files.
+        match fs::symlink_metadata(&original) {
             Ok(m) if m.is_file() && m.len() == content.size => fs::File::open(&original)
                 .and_then(|f| read_content(f, m.len(), 0))
                 .is_ok_and(|o| o.sha256 == content.sha256),
