@@ -147,7 +147,9 @@ pub fn run(cli: Cli) -> Result<i32> {
             print!("{}", crate::report::schema_json());
             Ok(0)
         }
-        Command::Corpus(args) => crate::corpus::run(&data, config, &args.dir, &args.markdown, args.timeout),
+        Command::Corpus(args) => {
+            crate::corpus::run(&data, config, &args.dir, &args.markdown, args.timeout)
+        }
         Command::SandboxExec { .. } => Ok(0),
     }
 }
@@ -200,11 +202,13 @@ fn analyze(data: &DataDir, config: Config, args: AnalyzeArgs) -> Result<i32> {
     } else {
         print_summary(&finished.report, &finished.dir);
     }
-    Ok(if finished.report.status == crate::report::ReportStatus::Completed {
-        0
-    } else {
-        1
-    })
+    Ok(
+        if finished.report.status == crate::report::ReportStatus::Completed {
+            0
+        } else {
+            1
+        },
+    )
 }
 
 fn copy_dir(from: &Path, to: &Path) -> Result<()> {
@@ -225,7 +229,10 @@ fn print_summary(r: &Report, dir: &Path) {
     let e = &r.execution;
     let end = serde_json::to_value(e.end_reason).unwrap_or_default();
     println!("analysis   {}", r.analysis_id);
-    println!("sample     {} ({}, {} bytes)", r.sample.file_name, r.sample.file_type, r.sample.size);
+    println!(
+        "sample     {} ({}, {} bytes)",
+        r.sample.file_name, r.sample.file_type, r.sample.size
+    );
     println!("sha256     {}", r.sample.sha256);
     println!(
         "ended      {} after {:.2} s (exit code {}, signal {})",
@@ -264,7 +271,10 @@ fn image(data: &DataDir, cmd: ImageCommand) -> Result<i32> {
         }
         ImageCommand::List => {
             for info in store.list()? {
-                println!("{}\t{}\t{}\t{} bytes", info.name, info.digest, info.created_at, info.size_bytes);
+                println!(
+                    "{}\t{}\t{}\t{} bytes",
+                    info.name, info.digest, info.created_at, info.size_bytes
+                );
             }
         }
         ImageCommand::Rm { name } => {

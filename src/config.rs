@@ -29,7 +29,9 @@ pub enum ConfigError {
 }
 
 /// Resource limits applied to one analysis.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 pub struct Limits {
     /// Wall-clock timeout in seconds.
     pub timeout_s: u64,
@@ -44,7 +46,7 @@ pub struct Limits {
 }
 
 /// Everything `config.json` can set, with defaults filled in.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Config {
     pub sandbox: SandboxConfig,
     pub service: ServiceConfig,
@@ -104,15 +106,6 @@ impl Default for ServiceConfig {
             api_tokens: Vec::new(),
             webhook_url: None,
             shutdown_grace_s: 30,
-        }
-    }
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            sandbox: SandboxConfig::default(),
-            service: ServiceConfig::default(),
         }
     }
 }
@@ -276,11 +269,7 @@ fn count(key: &str, value: &Value, min: u64, max: u64) -> Result<u64, ConfigErro
         .as_u64()
         .ok_or_else(|| invalid(key, format!("{value} is not a whole number"), FORM))?;
     if n < min || n > max {
-        return Err(invalid(
-            key,
-            format!("{n} is outside {min}..={max}"),
-            FORM,
-        ));
+        return Err(invalid(key, format!("{n} is outside {min}..={max}"), FORM));
     }
     Ok(n)
 }
@@ -300,7 +289,11 @@ fn tokens(key: &str, value: &Value) -> Result<Vec<String>, ConfigError> {
     list.iter()
         .map(|t| match t.as_str() {
             Some(s) if s.len() >= 16 => Ok(s.to_string()),
-            _ => Err(invalid(key, format!("{t} is not an acceptable token"), FORM)),
+            _ => Err(invalid(
+                key,
+                format!("{t} is not an acceptable token"),
+                FORM,
+            )),
         })
         .collect()
 }
@@ -323,9 +316,7 @@ fn size_value(key: &str, value: &Value, min: u64) -> Result<u64, ConfigError> {
         Value::Number(n) => n
             .as_u64()
             .ok_or_else(|| invalid(key, format!("{n} is not a whole number"), SIZE_FORM))?,
-        Value::String(s) => {
-            parse_size(s).map_err(|problem| invalid(key, problem, SIZE_FORM))?
-        }
+        Value::String(s) => parse_size(s).map_err(|problem| invalid(key, problem, SIZE_FORM))?,
         other => return Err(invalid(key, format!("{other} is not a size"), SIZE_FORM)),
     };
     if bytes < min {
@@ -365,9 +356,7 @@ pub fn parse_cpus(text: &str) -> Result<f64, String> {
 /// Parses sizes such as `512m`, `1g`, `64MiB`, `1048576`.
 pub fn parse_size(text: &str) -> Result<u64, String> {
     let t = text.trim().to_ascii_lowercase();
-    let digits_end = t
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(t.len());
+    let digits_end = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (number, unit) = t.split_at(digits_end);
     if number.is_empty() {
         return Err(format!("`{text}` does not start with a number"));
@@ -390,7 +379,7 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
 /// Renders a byte count the way the config accepts it back.
 pub fn format_size(bytes: u64) -> String {
     for (shift, unit) in [(30, "g"), (20, "m"), (10, "k")] {
-        if bytes >= 1 << shift && bytes % (1 << shift) == 0 {
+        if bytes >= 1 << shift && bytes.is_multiple_of(1 << shift) {
             return format!("{}{unit}", bytes >> shift);
         }
     }
@@ -410,7 +399,9 @@ mod tests {
         assert_eq!(parse_size("4096"), Ok(4096));
         assert_eq!(parse_size("2 KB"), Ok(2048));
         assert!(parse_size("g").unwrap_err().contains("does not start"));
-        assert!(parse_size("5x").unwrap_err().contains("`x` is not a size unit"));
+        assert!(parse_size("5x")
+            .unwrap_err()
+            .contains("`x` is not a size unit"));
         assert!(parse_size("99999999999999999999g").is_err());
         assert_eq!(format_size(1 << 30), "1g");
         assert_eq!(format_size(3 << 20), "3m");
@@ -431,7 +422,10 @@ mod tests {
     fn unknown_key_names_the_key_and_the_accepted_keys() {
         let err = Config::from_value(&json!({"sandbox": {"timeout": 5}})).unwrap_err();
         let text = err.to_string();
-        assert!(text.starts_with("config key `sandbox.timeout`: unknown key"), "{text}");
+        assert!(
+            text.starts_with("config key `sandbox.timeout`: unknown key"),
+            "{text}"
+        );
         assert!(text.contains("default_timeout"), "{text}");
     }
 
@@ -463,7 +457,11 @@ mod tests {
         assert_eq!(limits.timeout_s, 5);
         assert_eq!(limits.memory_bytes, 64 << 20);
         assert_eq!(limits.cpus, 0.5);
-        assert_eq!(limits.disk_bytes, 32 << 20, "disk is clamped to half the memory");
+        assert_eq!(
+            limits.disk_bytes,
+            32 << 20,
+            "disk is clamped to half the memory"
+        );
         assert!(c
             .limits(&LimitOverrides {
                 timeout_s: Some(0),

@@ -18,14 +18,23 @@ struct Row {
 }
 
 /// Analyses every file of `dir` (sorted, `index.tsv` and dotfiles skipped) and writes `markdown`.
-pub fn run(data: &DataDir, config: Config, dir: &Path, markdown: &Path, timeout: u64) -> Result<i32> {
+pub fn run(
+    data: &DataDir,
+    config: Config,
+    dir: &Path,
+    markdown: &Path,
+    timeout: u64,
+) -> Result<i32> {
     let mut files: Vec<_> = std::fs::read_dir(dir)
         .with_context(|| format!("cannot read corpus directory {}", dir.display()))?
         .flatten()
         .map(|e| e.path())
         .filter(|p| p.is_file())
         .filter(|p| {
-            let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
             !name.starts_with('.') && name != "index.tsv" && !name.ends_with(".md")
         })
         .collect();
@@ -39,7 +48,10 @@ pub fn run(data: &DataDir, config: Config, dir: &Path, markdown: &Path, timeout:
     let never = AtomicBool::new(false);
     let mut rows = Vec::new();
     for path in &files {
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let request = AnalysisRequest {
             file_name: name.clone(),
             bytes: std::fs::read(path)?,
@@ -52,12 +64,21 @@ pub fn run(data: &DataDir, config: Config, dir: &Path, markdown: &Path, timeout:
             .map(|f| f.report)
             .map_err(|e| e.to_string());
         eprintln!("corpus: {name}: {}", short(&outcome));
-        rows.push(Row { file: name, outcome });
+        rows.push(Row {
+            file: name,
+            outcome,
+        });
     }
     let text = render(dir, &rows, timeout);
-    std::fs::write(markdown, text).with_context(|| format!("cannot write {}", markdown.display()))?;
+    std::fs::write(markdown, text)
+        .with_context(|| format!("cannot write {}", markdown.display()))?;
     let failed = rows.iter().filter(|r| !complete(&r.outcome)).count();
-    println!("{} samples, {} without a complete report; table in {}", rows.len(), failed, markdown.display());
+    println!(
+        "{} samples, {} without a complete report; table in {}",
+        rows.len(),
+        failed,
+        markdown.display()
+    );
     Ok(if failed == 0 { 0 } else { 1 })
 }
 
@@ -112,7 +133,11 @@ fn render(dir: &Path, rows: &[Row], timeout: u64) -> String {
                 );
             }
             Err(e) => {
-                let _ = writeln!(t, "| {} | error | - | - | - | - | - | - | {} |", row.file, e);
+                let _ = writeln!(
+                    t,
+                    "| {} | error | - | - | - | - | - | - | {} |",
+                    row.file, e
+                );
             }
         }
     }
@@ -121,11 +146,23 @@ fn render(dir: &Path, rows: &[Row], timeout: u64) -> String {
     for row in rows {
         let why = match &row.outcome {
             Err(e) => Some(format!("the product failed: {e}")),
-            Ok(r) if r.status != crate::report::ReportStatus::Completed || !r.incomplete.is_empty() => {
-                Some(r.incomplete.iter().map(|i| format!("{}: {}", i.section, i.reason)).collect::<Vec<_>>().join("; "))
+            Ok(r)
+                if r.status != crate::report::ReportStatus::Completed
+                    || !r.incomplete.is_empty() =>
+            {
+                Some(
+                    r.incomplete
+                        .iter()
+                        .map(|i| format!("{}: {}", i.section, i.reason))
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                )
             }
             Ok(r) if r.execution.end_reason == crate::report::EndReason::NotExecuted => {
-                Some(format!("not executed: {}", r.execution.error.clone().unwrap_or_default()))
+                Some(format!(
+                    "not executed: {}",
+                    r.execution.error.clone().unwrap_or_default()
+                ))
             }
             _ => None,
         };

@@ -10,8 +10,8 @@
 
 pub mod analysis;
 pub mod cli;
-pub mod corpus;
 pub mod config;
+pub mod corpus;
 pub mod doctor;
 pub mod guest;
 pub mod image;

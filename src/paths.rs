@@ -25,7 +25,9 @@ impl DataDir {
         if nix::unistd::geteuid().is_root() {
             return PathBuf::from("/var/lib/aegis");
         }
-        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
+        let home = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_default();
         home.join(".local/share/aegis")
     }
 

@@ -19,13 +19,22 @@ const MAX_NAME_BYTES: usize = 100;
 /// What the sample is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Kind {
-    Elf { arch: String, dynamic: bool },
+    Elf {
+        arch: String,
+        dynamic: bool,
+    },
     /// A script with a `#!` line; the kernel runs its interpreter.
-    Shebang { interpreter: String },
+    Shebang {
+        interpreter: String,
+    },
     /// A script without `#!`, run by the interpreter its name or content suggests.
-    Script { interpreter: &'static str },
+    Script {
+        interpreter: &'static str,
+    },
     /// Cannot run in the Linux guest.
-    NotRunnable { reason: String },
+    NotRunnable {
+        reason: String,
+    },
 }
 
 /// A sample ready to be placed in the sandbox.
@@ -42,7 +51,11 @@ impl Sample {
     pub fn identify(file_name: &str, bytes: &[u8]) -> Sample {
         let guest_name = sanitize_name(file_name);
         let (kind, file_type, arch) = classify(&guest_name, bytes);
-        let platform = if bytes.starts_with(b"MZ") { "windows" } else { "linux" };
+        let platform = if bytes.starts_with(b"MZ") {
+            "windows"
+        } else {
+            "linux"
+        };
         let info = SampleInfo {
             file_name: file_name.to_string(),
             sandbox_path: format!("{SAMPLE_DIR}/{guest_name}"),
@@ -77,10 +90,7 @@ impl Sample {
 /// Basename of a submitted name, safe to create inside the guest: no directories, no `..`,
 /// no control or bidirectional-override characters, no leading dot or dash, bounded length.
 pub fn sanitize_name(submitted: &str) -> String {
-    let base = submitted
-        .rsplit(['/', '\\'])
-        .next()
-        .unwrap_or_default();
+    let base = submitted.rsplit(['/', '\\']).next().unwrap_or_default();
     let mut clean: String = base
         .chars()
         .map(|c| if is_unsafe_char(c) { '_' } else { c })
@@ -221,7 +231,7 @@ fn classify_elf(bytes: &[u8]) -> (Kind, String, String) {
                 "ELF for {arch}: only x86-64 and i386 samples run natively in this version"
             ),
         }
-    } else if elf.header.e_type != header::ET_EXEC && !(elf.header.e_type == header::ET_DYN) {
+    } else if elf.header.e_type != header::ET_EXEC && elf.header.e_type != header::ET_DYN {
         Kind::NotRunnable {
             reason: format!("ELF {kind_word}: not a program that can be executed"),
         }
@@ -277,7 +287,10 @@ mod tests {
         assert_eq!(s.command(&[]).unwrap(), vec!["/root/a.sh"]);
         assert_eq!(s.info.file_type, "script, #!/bin/bash");
         let s = Sample::identify("b.py", b"print(1)\n");
-        assert_eq!(s.command(&["x".into()]).unwrap(), vec!["/usr/bin/python3", "/root/b.py", "x"]);
+        assert_eq!(
+            s.command(&["x".into()]).unwrap(),
+            vec!["/usr/bin/python3", "/root/b.py", "x"]
+        );
         let s = Sample::identify("c.pl", b"print 1;\n");
         assert_eq!(s.command(&[]).unwrap()[0], "/usr/bin/perl");
         let s = Sample::identify("noext", b"echo hi\n");
@@ -287,9 +300,15 @@ mod tests {
     #[test]
     fn binary_junk_and_truncated_elf_are_not_runnable() {
         let s = Sample::identify("blob", &[0u8, 1, 2, 3, 0, 0xff]);
-        assert!(s.command(&[]).unwrap_err().contains("unsupported file type"));
+        assert!(s
+            .command(&[])
+            .unwrap_err()
+            .contains("unsupported file type"));
         let s = Sample::identify("t.elf", b"\x7fELF\x02\x01\x01");
-        assert!(s.command(&[]).unwrap_err().contains("truncated or malformed"));
+        assert!(s
+            .command(&[])
+            .unwrap_err()
+            .contains("truncated or malformed"));
     }
 
     #[test]

@@ -70,7 +70,10 @@ impl<'a> Builder<'a> {
             pid,
             ppid,
             parent_id: inherit.as_ref().map(|p| p.id),
-            image: inherit.as_ref().map(|p| p.image.clone()).unwrap_or_default(),
+            image: inherit
+                .as_ref()
+                .map(|p| p.image.clone())
+                .unwrap_or_default(),
             image_sha256: inherit.as_ref().and_then(|p| p.image_sha256.clone()),
             argv: inherit
                 .as_ref()
@@ -108,7 +111,15 @@ impl<'a> Builder<'a> {
                     self.out.processes[*i].threads += 1;
                 }
             }
-            Event::Exec { t, pid, image, argv, cwd, uid, image_sha256 } => {
+            Event::Exec {
+                t,
+                pid,
+                image,
+                argv,
+                cwd,
+                uid,
+                image_sha256,
+            } => {
                 let t = secs(t, self.start_ns);
                 let i = match self.live.get(&pid) {
                     Some(i) => *i,
@@ -123,7 +134,12 @@ impl<'a> Builder<'a> {
                 p.image_sha256 = image_sha256;
                 p.execs += 1;
             }
-            Event::ExecFailed { t, pid, path, errno } => {
+            Event::ExecFailed {
+                t,
+                pid,
+                path,
+                errno,
+            } => {
                 let t = secs(t, self.start_ns);
                 let is_first = self.out.processes.len() == 1
                     && self.out.processes[0].execs == 0
@@ -134,11 +150,26 @@ impl<'a> Builder<'a> {
                 // Shells and execvp try each PATH entry: a missing file is routine.
                 if errno != "ENOENT" {
                     let id = self.id_of(pid);
-                    self.note(id, t, "exec_failed", format!("exec of {path} failed: {errno}"));
+                    self.note(
+                        id,
+                        t,
+                        "exec_failed",
+                        format!("exec of {path} failed: {errno}"),
+                    );
                 }
             }
-            Event::Exit { t, pid, code, signal } => self.exit(pid, secs(t, self.start_ns), code, signal),
-            Event::Note { t, pid, kind, detail } => {
+            Event::Exit {
+                t,
+                pid,
+                code,
+                signal,
+            } => self.exit(pid, secs(t, self.start_ns), code, signal),
+            Event::Note {
+                t,
+                pid,
+                kind,
+                detail,
+            } => {
                 let id = self.id_of(pid);
                 self.note(id, secs(t, self.start_ns), &kind, detail);
             }
@@ -182,7 +213,12 @@ impl<'a> Builder<'a> {
             _ => "events_of_note",
         };
         let reason = "the sample produced more records than the report keeps".to_string();
-        match self.out.incomplete.iter_mut().find(|i| i.section == section) {
+        match self
+            .out
+            .incomplete
+            .iter_mut()
+            .find(|i| i.section == section)
+        {
             Some(i) => i.dropped = Some(i.dropped.unwrap_or(0).max(count)),
             None => self.out.incomplete.push(Incomplete {
                 section: section.into(),
@@ -194,12 +230,25 @@ impl<'a> Builder<'a> {
 
     fn file_or_net(&mut self, ev: Event) {
         match ev {
-            Event::FileWrite { t, pid, path, created } => {
+            Event::FileWrite {
+                t,
+                pid,
+                path,
+                created,
+            } => {
                 let t = secs(t, self.start_ns);
                 let id = self.id_of(pid);
                 self.first_write.entry(path).or_insert((id, t, created));
             }
-            Event::FileDelete { t, pid, path, size, sha256, artifact, note } => {
+            Event::FileDelete {
+                t,
+                pid,
+                path,
+                size,
+                sha256,
+                artifact,
+                note,
+            } => {
                 let entry = FileEntry {
                     path: path.clone(),
                     process_id: self.id_of(pid),
@@ -215,7 +264,12 @@ impl<'a> Builder<'a> {
             Event::FileRename { t, pid, from, to } => {
                 let process_id = self.id_of(pid);
                 let time = secs(t, self.start_ns);
-                self.out.files.renamed.push(RenameEntry { from, to, process_id, time });
+                self.out.files.renamed.push(RenameEntry {
+                    from,
+                    to,
+                    process_id,
+                    time,
+                });
             }
             Event::FileExecutable { t, pid, path, .. } => {
                 let e = self.entry(path, pid, t);
@@ -225,7 +279,16 @@ impl<'a> Builder<'a> {
                 let e = self.entry(path, pid, t);
                 self.out.files.timestamps_changed.push(e);
             }
-            Event::Net { t, pid, op, protocol, ip, port, path, outcome } => {
+            Event::Net {
+                t,
+                pid,
+                op,
+                protocol,
+                ip,
+                port,
+                path,
+                outcome,
+            } => {
                 let process_id = self.id_of(pid);
                 let time = secs(t, self.start_ns);
                 if op == "bind" || op == "listen" {
@@ -327,7 +390,11 @@ impl<'a> Builder<'a> {
             }
         }
         self.merge_deletes(&mut files, collected);
-        for e in files.made_executable.iter_mut().chain(files.timestamps_changed.iter_mut()) {
+        for e in files
+            .made_executable
+            .iter_mut()
+            .chain(files.timestamps_changed.iter_mut())
+        {
             let end = at_end.get(e.path.as_str()).copied();
             let f = self.final_state(&e.path, end);
             e.size = f.size;
@@ -342,9 +409,15 @@ impl<'a> Builder<'a> {
         let mut deleted_paths = BTreeSet::new();
         for (path, mut entry) in std::mem::take(&mut self.deletes) {
             // A file deleted and created again still exists at the end.
-            entry.exists_at_end = collected.iter().any(|c| c.path == path && c.state != FileState::Deleted);
+            entry.exists_at_end = collected
+                .iter()
+                .any(|c| c.path == path && c.state != FileState::Deleted);
             // Give created entries that no longer exist the hash read before deletion.
-            for created in files.created.iter_mut().filter(|c| c.path == path && !c.exists_at_end) {
+            for created in files
+                .created
+                .iter_mut()
+                .filter(|c| c.path == path && !c.exists_at_end)
+            {
                 if created.sha256.is_none() {
                     created.sha256 = entry.sha256.clone();
                     created.size = entry.size;
@@ -392,7 +465,11 @@ pub fn process_tree(processes: &[Process]) -> Vec<ProcessNode> {
     for p in processes {
         children.entry(p.parent_id).or_default().push(p);
     }
-    fn node(p: &Process, children: &HashMap<Option<u32>, Vec<&Process>>, depth: usize) -> ProcessNode {
+    fn node(
+        p: &Process,
+        children: &HashMap<Option<u32>, Vec<&Process>>,
+        depth: usize,
+    ) -> ProcessNode {
         let kids = if depth > 1000 {
             Vec::new()
         } else {
@@ -419,10 +496,18 @@ pub fn process_tree(processes: &[Process]) -> Vec<ProcessNode> {
 pub fn summarize(b: &Behaviour) -> Summary {
     let unique = |items: Vec<String>| -> Vec<String> {
         let mut seen = BTreeSet::new();
-        items.into_iter().filter(|i| seen.insert(i.clone())).collect()
+        items
+            .into_iter()
+            .filter(|i| seen.insert(i.clone()))
+            .collect()
     };
     let files = &b.files;
-    let written = files.created.iter().chain(&files.modified).map(|f| f.path.clone()).collect();
+    let written = files
+        .created
+        .iter()
+        .chain(&files.modified)
+        .map(|f| f.path.clone())
+        .collect();
     let dropped = files
         .created
         .iter()
@@ -448,7 +533,13 @@ pub fn summarize(b: &Behaviour) -> Summary {
         files_written: unique(written),
         files_deleted: unique(files.deleted.iter().map(|f| f.path.clone()).collect()),
         files_dropped: unique(dropped),
-        processes_created: unique(b.processes.iter().skip(1).map(|p| p.image.clone()).collect()),
+        processes_created: unique(
+            b.processes
+                .iter()
+                .skip(1)
+                .map(|p| p.image.clone())
+                .collect(),
+        ),
         processes_terminated: unique(
             b.processes
                 .iter()
@@ -505,13 +596,37 @@ mod tests {
         let argv = vec!["/root/s".to_string()];
         let o = outcome();
         let mut b = Builder::new(&o, &argv);
-        b.feed(Event::Start { t: 1_000_000_000, pid: 2 });
+        b.feed(Event::Start {
+            t: 1_000_000_000,
+            pid: 2,
+        });
         b.feed(exec(1_100_000_000, 2, "/usr/bin/bash"));
-        b.feed(Event::Fork { t: 1_200_000_000, pid: 3, ppid: 2 });
-        b.feed(Event::Fork { t: 1_300_000_000, pid: 4, ppid: 3 });
-        b.feed(Event::Exit { t: 1_400_000_000, pid: 3, code: Some(0), signal: None });
-        b.feed(Event::Fork { t: 1_500_000_000, pid: 3, ppid: 2 });
-        b.feed(Event::Thread { t: 1_600_000_000, pid: 4, tid: 9 });
+        b.feed(Event::Fork {
+            t: 1_200_000_000,
+            pid: 3,
+            ppid: 2,
+        });
+        b.feed(Event::Fork {
+            t: 1_300_000_000,
+            pid: 4,
+            ppid: 3,
+        });
+        b.feed(Event::Exit {
+            t: 1_400_000_000,
+            pid: 3,
+            code: Some(0),
+            signal: None,
+        });
+        b.feed(Event::Fork {
+            t: 1_500_000_000,
+            pid: 3,
+            ppid: 2,
+        });
+        b.feed(Event::Thread {
+            t: 1_600_000_000,
+            pid: 4,
+            tid: 9,
+        });
         let beh = b.finish(&[]);
         let p = &beh.processes;
         assert_eq!(p.len(), 4);
@@ -521,13 +636,19 @@ mod tests {
         assert!(p[2].reparented, "grandchild outlived its parent");
         assert!(!p[3].reparented);
         assert_eq!(p[2].threads, 2);
-        assert_eq!(p[2].image, "/usr/bin/bash", "a fork without exec keeps the parent's image");
+        assert_eq!(
+            p[2].image, "/usr/bin/bash",
+            "a fork without exec keeps the parent's image"
+        );
         // Killed at the timeout: still-running processes end at the end of the run.
         assert_eq!(p[0].ended_at, Some(5.0));
         assert_eq!(p[0].signal.as_deref(), Some("SIGKILL"));
         let tree = process_tree(p);
         assert_eq!(tree.len(), 1);
-        assert_eq!(tree[0].children.iter().map(|c| c.id).collect::<Vec<_>>(), vec![2, 4]);
+        assert_eq!(
+            tree[0].children.iter().map(|c| c.id).collect::<Vec<_>>(),
+            vec![2, 4]
+        );
         assert_eq!(tree[0].children[0].children[0].id, 3);
     }
 
@@ -536,7 +657,10 @@ mod tests {
         let argv = vec![];
         let o = outcome();
         let mut b = Builder::new(&o, &argv);
-        b.feed(Event::Start { t: 1_000_000_000, pid: 2 });
+        b.feed(Event::Start {
+            t: 1_000_000_000,
+            pid: 2,
+        });
         let w = |path: &str, created| Event::FileWrite {
             t: 2_000_000_000,
             pid: 2,

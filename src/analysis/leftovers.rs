@@ -19,7 +19,7 @@ fn start_time(pid: i32) -> Option<u64> {
 
 /// Records which process owns a run directory.
 pub fn write_owner(run: &RunLayout) -> std::io::Result<()> {
-    let pid = std::process::id() as i32;
+    let pid = i32::try_from(std::process::id()).unwrap_or(i32::MAX);
     let start = start_time(pid).unwrap_or(0);
     fs::write(run.owner(), format!("{pid} {start}\n"))
 }
@@ -120,7 +120,7 @@ mod tests {
 
     #[test]
     fn start_time_reads_our_own_stat() {
-        assert!(start_time(std::process::id() as i32).is_some());
+        assert!(start_time(i32::try_from(std::process::id()).unwrap()).is_some());
         assert_eq!(start_time(-5), None);
     }
 }

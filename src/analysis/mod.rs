@@ -98,7 +98,8 @@ impl Engine {
         let command = match sample.command(&request.arguments) {
             Ok(c) => c,
             Err(reason) => {
-                let report = report::not_executed(analysis_id, &sample, request, None, reason, started);
+                let report =
+                    report::not_executed(analysis_id, &sample, request, None, reason, started);
                 return self.store(dir, report);
             }
         };
@@ -106,7 +107,15 @@ impl Engine {
         progress(&format!("running {} in the sandbox", sample.info.file_name));
 
         let run = RunLayout::new(&self.data.run(analysis_id));
-        let outcome = self.run_sandbox(analysis_id, request, &sample, &command, &image, &run, cancel);
+        let outcome = self.run_sandbox(
+            analysis_id,
+            request,
+            &sample,
+            &command,
+            &image,
+            &run,
+            cancel,
+        );
         let outcome = match outcome {
             Ok(o) => o,
             Err(e) => {
@@ -209,7 +218,11 @@ pub fn guest_environment() -> Vec<String> {
 }
 
 /// Starts `aegis sandbox-exec` and waits for it, honouring `cancel` and a watchdog.
-fn run_supervisor(run: &RunLayout, limit: Duration, cancel: &AtomicBool) -> Result<(), AnalysisError> {
+fn run_supervisor(
+    run: &RunLayout,
+    limit: Duration,
+    cancel: &AtomicBool,
+) -> Result<(), AnalysisError> {
     let exe = std::env::current_exe().map_err(io("locate", Path::new("/proc/self/exe")))?;
     let mut child = Command::new(exe)
         .arg("sandbox-exec")
@@ -223,7 +236,10 @@ fn run_supervisor(run: &RunLayout, limit: Duration, cancel: &AtomicBool) -> Resu
         .map_err(io("start supervisor for", &run.dir))?;
     let start = Instant::now();
     let status = loop {
-        if let Some(status) = child.try_wait().map_err(io("wait for supervisor of", &run.dir))? {
+        if let Some(status) = child
+            .try_wait()
+            .map_err(io("wait for supervisor of", &run.dir))?
+        {
             break status;
         }
         if cancel.load(Ordering::SeqCst) {
@@ -259,7 +275,10 @@ fn keep_artifacts(run: &RunLayout, dir: &Path) -> Result<(), AnalysisError> {
     if dropped.exists() {
         let to = target.join("dropped");
         fs::create_dir_all(&to).map_err(io("mkdir", &to))?;
-        for entry in fs::read_dir(&dropped).map_err(io("read", &dropped))?.flatten() {
+        for entry in fs::read_dir(&dropped)
+            .map_err(io("read", &dropped))?
+            .flatten()
+        {
             let dest = to.join(entry.file_name());
             fs::rename(entry.path(), &dest).map_err(io("move artifact to", &dest))?;
         }

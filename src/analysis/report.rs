@@ -188,7 +188,7 @@ fn execution(
     let wall_now = Utc::now();
     let to_wall = |ns: u64| {
         let back = now_mono.saturating_sub(ns);
-        wall_now - Duration::nanoseconds(back as i64)
+        wall_now - Duration::nanoseconds(i64::try_from(back).unwrap_or(i64::MAX))
     };
     let duration_s = outcome.ended_ns.saturating_sub(outcome.started_ns) as f64 / 1e9;
     let root = b.processes.first();
@@ -222,7 +222,10 @@ fn execution(
         end_reason,
         limits_hit,
         memory_peak_bytes: outcome.cgroup.memory_peak_bytes,
-        cpu_time_s: outcome.cgroup.cpu_time_ns.map(|n| (n as f64 / 1e6).round() / 1e3),
+        cpu_time_s: outcome
+            .cgroup
+            .cpu_time_ns
+            .map(|n| (n as f64 / 1e6).round() / 1e3),
         error,
     }
 }
@@ -230,7 +233,10 @@ fn execution(
 /// Which of the ways a run can end applies; limits beat the timeout because they explain it.
 fn end_reason(b: &Behaviour, outcome: &SandboxOutcome) -> (EndReason, Option<String>) {
     if let Some(e) = &outcome.setup_error {
-        return (EndReason::NotExecuted, Some(format!("sandbox set-up failed: {e}")));
+        return (
+            EndReason::NotExecuted,
+            Some(format!("sandbox set-up failed: {e}")),
+        );
     }
     if let Some((path, errno)) = &b.first_exec_failure {
         let hint = match errno.as_str() {

@@ -63,7 +63,12 @@ pub enum Event {
         to: String,
     },
     /// chmod that set an execute bit.
-    FileExecutable { t: u64, pid: i32, path: String, mode: u32 },
+    FileExecutable {
+        t: u64,
+        pid: i32,
+        path: String,
+        mode: u32,
+    },
     /// utime/utimes/utimensat on a file.
     FileTimes { t: u64, pid: i32, path: String },
     /// A network system call.

@@ -93,9 +93,7 @@ pub fn capture_deleted(path: &str, artifacts: &OwnedFd, keep_max: u64) -> Delete
             out.size = Some(c.size);
             match &c.bytes {
                 Some(bytes) => out.artifact = store_artifact(artifacts, &c.sha256, bytes),
-                None => {
-                    out.note = Some(format!("content not kept: over the {keep_max}-byte cap"))
-                }
+                None => out.note = Some(format!("content not kept: over the {keep_max}-byte cap")),
             }
             out.sha256 = Some(c.sha256);
         }
@@ -117,7 +115,12 @@ impl ImageHashes {
         let path = format!("/proc/{pid}/exe");
         let file = std::fs::File::open(&path).ok()?;
         let meta = file.metadata().ok()?;
-        let key = (meta.dev(), meta.ino(), meta.len(), meta.mtime_nsec() + meta.mtime());
+        let key = (
+            meta.dev(),
+            meta.ino(),
+            meta.len(),
+            meta.mtime_nsec() + meta.mtime(),
+        );
         if let Some(h) = self.cache.get(&key) {
             return Some(h.clone());
         }

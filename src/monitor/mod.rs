@@ -40,6 +40,6 @@ pub struct MonitorSetup {
 /// Monotonic nanoseconds, the clock shared by monitor and host.
 pub fn now_ns() -> u64 {
     let ts = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
-        .map(|t| (t.tv_sec() as u64) * 1_000_000_000 + t.tv_nsec() as u64);
+        .map(|t| t.tv_sec().unsigned_abs() * 1_000_000_000 + t.tv_nsec().unsigned_abs());
     ts.unwrap_or(0)
 }

@@ -67,7 +67,7 @@ impl<W: Write> Sink<W> {
         if *count >= cap(cat) && !always {
             let dropped = self.dropped.entry(cat).or_insert(0);
             *dropped += 1;
-            if *dropped == 1 || *dropped % 1000 == 0 {
+            if *dropped == 1 || dropped.is_multiple_of(1000) {
                 let n = *dropped;
                 self.write(&Event::Dropped {
                     category: cat.to_string(),
@@ -85,7 +85,12 @@ impl<W: Write> Sink<W> {
         line.push(b'\n');
         // One write per event: the monitor can be killed at any moment (the timeout kills
         // the whole cgroup), and what was written before stays readable.
-        if self.out.write_all(&line).and_then(|_| self.out.flush()).is_err() {
+        if self
+            .out
+            .write_all(&line)
+            .and_then(|_| self.out.flush())
+            .is_err()
+        {
             self.write_errors += 1;
         }
     }
@@ -128,7 +133,10 @@ mod tests {
         let text = String::from_utf8(sink.out.clone()).unwrap();
         let (events, bad) = crate::monitor::events::parse_stream(&text);
         assert_eq!(bad, 0);
-        let notes = events.iter().filter(|e| matches!(e, Event::Note { .. })).count();
+        let notes = events
+            .iter()
+            .filter(|e| matches!(e, Event::Note { .. }))
+            .count();
         assert_eq!(notes, 2_000);
         assert!(events.iter().any(|e| matches!(e, Event::Exit { .. })));
         let last_dropped = events.iter().rev().find_map(|e| match e {

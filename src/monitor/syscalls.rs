@@ -1,4 +1,8 @@
 //! Decoding the traced system calls: what to record at entry, what to finish at exit.
+//!
+//! Registers hold raw bits; reading them as `int`, `pid_t` or a return value is a bit-for-bit
+//! reinterpretation, so the sign and wrap casts below are the point, not an accident.
+#![allow(clippy::cast_possible_wrap, clippy::cast_sign_loss)]
 
 use nix::unistd::Pid;
 
@@ -59,16 +63,39 @@ pub fn return_value(arch: Arch, rax: u64) -> i64 {
 /// What the monitor must finish when the call returns.
 #[derive(Debug, Clone)]
 pub enum Pending {
-    Exec { path: String, argv: Vec<String> },
-    OpenWrite { path: String, existed: bool },
+    Exec {
+        path: String,
+        argv: Vec<String>,
+    },
+    OpenWrite {
+        path: String,
+        existed: bool,
+    },
     Delete(DeletedFile),
-    Rename { from: String, to: String },
-    Executable { path: String, mode: u32 },
-    Times { path: String },
-    Socket { domain: i64, kind: i64 },
-    Address { op: &'static str, fd: i64, addr: Option<SockAddr> },
+    Rename {
+        from: String,
+        to: String,
+    },
+    Executable {
+        path: String,
+        mode: u32,
+    },
+    Times {
+        path: String,
+    },
+    Socket {
+        domain: i64,
+        kind: i64,
+    },
+    Address {
+        op: &'static str,
+        fd: i64,
+        addr: Option<SockAddr>,
+    },
     /// The call was skipped at entry; the tracee must see this return value.
-    Refused { value: i64 },
+    Refused {
+        value: i64,
+    },
 }
 
 /// A file as it was just before its deletion.
@@ -173,9 +200,17 @@ pub fn on_entry(pid: Pid, tgid: i32, sys: Sys, c: &Call) -> Entry {
             });
         }
         Sys::Connect | Sys::Bind => {
-            let op = if sys == Sys::Connect { "connect" } else { "bind" };
+            let op = if sys == Sys::Connect {
+                "connect"
+            } else {
+                "bind"
+            };
             let addr = tracee::read_sockaddr(pid, c.args[1], c.args[2]);
-            e.pending = Some(Pending::Address { op, fd: c.int(0), addr });
+            e.pending = Some(Pending::Address {
+                op,
+                fd: c.int(0),
+                addr,
+            });
         }
         Sys::Listen => {
             e.pending = Some(Pending::Address {
@@ -186,7 +221,11 @@ pub fn on_entry(pid: Pid, tgid: i32, sys: Sys, c: &Call) -> Entry {
         }
         Sys::Sendto if c.args[4] != 0 => {
             let addr = tracee::read_sockaddr(pid, c.args[4], c.args[5]);
-            e.pending = Some(Pending::Address { op: "sendto", fd: c.int(0), addr });
+            e.pending = Some(Pending::Address {
+                op: "sendto",
+                fd: c.int(0),
+                addr,
+            });
         }
         Sys::Sendmsg => e.pending = sendmsg(pid, c),
         Sys::Socketcall => e.pending = socketcall(pid, c),
@@ -197,7 +236,12 @@ pub fn on_entry(pid: Pid, tgid: i32, sys: Sys, c: &Call) -> Entry {
             refuse(&mut e, "mount_attempt", detail, -i64::from(libc::EPERM));
         }
         Sys::Umount2 => {
-            refuse(&mut e, "mount_attempt", format!("umount {}", s(0)), -i64::from(libc::EPERM));
+            refuse(
+                &mut e,
+                "mount_attempt",
+                format!("umount {}", s(0)),
+                -i64::from(libc::EPERM),
+            );
         }
         Sys::InitModule | Sys::FinitModule | Sys::DeleteModule => {
             let what = match sys {
@@ -211,10 +255,22 @@ pub fn on_entry(pid: Pid, tgid: i32, sys: Sys, c: &Call) -> Entry {
             refuse(&mut e, "module_load_attempt", what, -i64::from(libc::EPERM));
         }
         Sys::Kill | Sys::Tkill | Sys::Tgkill => e.note = kill_note(tgid, sys, c),
-        Sys::Setuid | Sys::Setgid | Sys::Setreuid | Sys::Setregid | Sys::Setresuid
+        Sys::Setuid
+        | Sys::Setgid
+        | Sys::Setreuid
+        | Sys::Setregid
+        | Sys::Setresuid
         | Sys::Setresgid => {
-            let n = if matches!(sys, Sys::Setuid | Sys::Setgid) { 1 } else { 2 };
-            let n = if matches!(sys, Sys::Setresuid | Sys::Setresgid) { 3 } else { n };
+            let n = if matches!(sys, Sys::Setuid | Sys::Setgid) {
+                1
+            } else {
+                2
+            };
+            let n = if matches!(sys, Sys::Setresuid | Sys::Setresgid) {
+                3
+            } else {
+                n
+            };
             let values: Vec<String> = (0..n).map(|i| c.int(i).to_string()).collect();
             let name = format!("{sys:?}").to_lowercase();
             e.note = note("privilege_change", format!("{name}({})", values.join(", ")));
@@ -459,11 +515,23 @@ mod tests {
     #[test]
     fn outcomes_and_names() {
         assert_eq!(net_outcome("connect", 0), "connected");
-        assert_eq!(net_outcome("connect", -i64::from(libc::ECONNREFUSED)), "refused");
-        assert_eq!(net_outcome("connect", -i64::from(libc::ENETUNREACH)), "unreachable");
-        assert_eq!(net_outcome("connect", -i64::from(libc::EINPROGRESS)), "in_progress");
+        assert_eq!(
+            net_outcome("connect", -i64::from(libc::ECONNREFUSED)),
+            "refused"
+        );
+        assert_eq!(
+            net_outcome("connect", -i64::from(libc::ENETUNREACH)),
+            "unreachable"
+        );
+        assert_eq!(
+            net_outcome("connect", -i64::from(libc::EINPROGRESS)),
+            "in_progress"
+        );
         assert_eq!(net_outcome("sendto", 12), "sent");
-        assert_eq!(net_outcome("bind", -i64::from(libc::EADDRINUSE)), "error:EADDRINUSE");
+        assert_eq!(
+            net_outcome("bind", -i64::from(libc::EADDRINUSE)),
+            "error:EADDRINUSE"
+        );
         assert_eq!(signal_name(9), "SIGKILL");
         assert_eq!(signal_name(0), "signal 0 (existence probe)");
         assert_eq!(protocol(2, 1), "tcp");

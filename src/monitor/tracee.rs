@@ -118,7 +118,10 @@ pub fn decode_sockaddr(b: &[u8]) -> Option<SockAddr> {
             let raw = &b[2..];
             let path = if raw.first() == Some(&0) {
                 // Abstract socket: a leading NUL, shown with '@' as ss(8) does.
-                let end = raw[1..].iter().position(|c| *c == 0).map_or(raw.len(), |p| p + 1);
+                let end = raw[1..]
+                    .iter()
+                    .position(|c| *c == 0)
+                    .map_or(raw.len(), |p| p + 1);
                 format!("@{}", String::from_utf8_lossy(&raw[1..end]))
             } else {
                 let end = raw.iter().position(|c| *c == 0).unwrap_or(raw.len());
@@ -229,7 +232,10 @@ mod tests {
                 path: "@hidden".into()
             })
         );
-        assert_eq!(decode_sockaddr(&[2u8, 0, 1]), Some(SockAddr::Other { family: 2 }));
+        assert_eq!(
+            decode_sockaddr(&[2u8, 0, 1]),
+            Some(SockAddr::Other { family: 2 })
+        );
         assert_eq!(decode_sockaddr(&[1u8]), None);
     }
 
@@ -244,11 +250,17 @@ mod tests {
     fn own_memory_reads_back() {
         let s = std::ffi::CString::new("hello tracee").unwrap();
         let pid = Pid::this();
-        assert_eq!(read_string(pid, s.as_ptr() as u64).as_deref(), Some("hello tracee"));
+        assert_eq!(
+            read_string(pid, s.as_ptr() as u64).as_deref(),
+            Some("hello tracee")
+        );
         let a = std::ffi::CString::new("a").unwrap();
         let b = std::ffi::CString::new("bb").unwrap();
         let arr: [u64; 3] = [a.as_ptr() as u64, b.as_ptr() as u64, 0];
-        assert_eq!(read_string_array(pid, arr.as_ptr() as u64, 8), vec!["a", "bb"]);
+        assert_eq!(
+            read_string_array(pid, arr.as_ptr() as u64, 8),
+            vec!["a", "bb"]
+        );
         assert_eq!(read_string(pid, 0), None);
     }
 }

@@ -114,8 +114,8 @@ fn sample_child(setup: &MonitorSetup, argv: &[&CString], env: &[&CString], stdio
     let _ = nix::unistd::setsid();
     // Inherited from the monitor; the monitor must be able to read this process's memory.
     let _ = nix::sys::prctl::set_dumpable(true);
-    for (target, fd) in stdio.iter().enumerate() {
-        if nix::unistd::dup2(*fd, target as i32).is_err() {
+    for (target, fd) in (0..).zip(stdio) {
+        if nix::unistd::dup2(*fd, target).is_err() {
             return;
         }
     }
@@ -172,7 +172,7 @@ impl Tracer {
 
     fn on_signal_stop(&mut self, pid: Pid, sig: Signal) {
         let raw = pid.as_raw();
-        let first_stop = self.tasks.get(&raw).map_or(true, |t| !t.attached);
+        let first_stop = self.tasks.get(&raw).is_none_or(|t| !t.attached);
         if first_stop && sig == Signal::SIGSTOP {
             // A new task's attach stop, possibly seen before its parent's fork event.
             self.register(pid, None);
@@ -200,7 +200,11 @@ impl Tracer {
         let t = now_ns();
         if tgid != raw {
             self.tasks.insert(raw, task(tgid));
-            self.sink.emit(Event::Thread { t, pid: tgid, tid: raw });
+            self.sink.emit(Event::Thread {
+                t,
+                pid: tgid,
+                tid: raw,
+            });
             return;
         }
         let ppid = tracee::status_field(pid, "PPid")
@@ -219,7 +223,9 @@ impl Tracer {
     }
 
     fn tgid_of(&self, pid: Pid) -> i32 {
-        self.tasks.get(&pid.as_raw()).map_or(pid.as_raw(), |t| t.tgid)
+        self.tasks
+            .get(&pid.as_raw())
+            .map_or(pid.as_raw(), |t| t.tgid)
     }
 
     fn on_ptrace_event(&mut self, pid: Pid, ev: i32) {
@@ -344,7 +350,7 @@ impl Tracer {
         let arch = Call::from_regs(&regs).arch;
         let ret = syscalls::return_value(arch, regs.rax);
         if let Pending::Refused { value } = pending {
-            regs.rax = value as u64;
+            regs.rax = value.cast_unsigned();
             let _ = ptrace::setregs(pid, regs);
         } else {
             self.finish(tgid, pending, ret);
@@ -379,7 +385,9 @@ impl Tracer {
                 note: f.note,
             },
             Pending::Rename { from, to } if ok => Event::FileRename { t, pid, from, to },
-            Pending::Executable { path, mode } if ok => Event::FileExecutable { t, pid, path, mode },
+            Pending::Executable { path, mode } if ok => {
+                Event::FileExecutable { t, pid, path, mode }
+            }
             Pending::Times { path } if ok => Event::FileTimes { t, pid, path },
             Pending::Socket { domain, kind } => {
                 if ok {

@@ -70,7 +70,10 @@ mod tests {
 
     #[test]
     fn utf8_stays_exact() {
-        assert_eq!(encode("héllo \\ world".as_bytes()), ("héllo \\ world".into(), "utf-8"));
+        assert_eq!(
+            encode("héllo \\ world".as_bytes()),
+            ("héllo \\ world".into(), "utf-8")
+        );
     }
 
     #[test]

@@ -100,7 +100,10 @@ impl Hierarchy {
             detail: format!(
                 "cgroup2 at {}, v1 controllers found: {}",
                 v2.map(|p| p.display().to_string()).unwrap_or("none".into()),
-                v1.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(",")
+                v1.iter()
+                    .map(|(n, _)| n.as_str())
+                    .collect::<Vec<_>>()
+                    .join(",")
             ),
         })
     }
@@ -142,7 +145,11 @@ pub struct Cgroup {
 
 impl Cgroup {
     /// Creates `aegis/<name>` and applies the limits.
-    pub fn create(hierarchy: &Hierarchy, name: &str, limits: &Limits) -> Result<Cgroup, CgroupError> {
+    pub fn create(
+        hierarchy: &Hierarchy,
+        name: &str,
+        limits: &Limits,
+    ) -> Result<Cgroup, CgroupError> {
         if let Hierarchy::V2(root) = hierarchy {
             enable_v2_controllers(root)?;
         }
@@ -188,6 +195,8 @@ impl Cgroup {
 
     fn apply(&self, limits: &Limits) -> Result<(), CgroupError> {
         let period: u64 = 100_000;
+        // cpus is validated to 0.01..=1024, so the product is positive and far below u64::MAX.
+        #[allow(clippy::cast_sign_loss, clippy::cast_possible_truncation)]
         let quota = ((limits.cpus * period as f64).round() as u64).max(1000);
         match &self.hierarchy {
             Hierarchy::V2(_) => {
@@ -374,7 +383,10 @@ mod tests {
         assert_eq!(h, Hierarchy::V2("/sys/fs/cgroup".into()));
         assert_eq!(
             h.dirs("abc"),
-            vec![("unified".to_string(), PathBuf::from("/sys/fs/cgroup/aegis/abc"))]
+            vec![(
+                "unified".to_string(),
+                PathBuf::from("/sys/fs/cgroup/aegis/abc")
+            )]
         );
     }
 

@@ -90,13 +90,21 @@ impl Walker<'_> {
                 self.push(guest, FileState::Deleted, None, None, None, None);
             } else if ft.is_symlink() {
                 let target = fs::read_link(entry.path()).unwrap_or_default();
-                let state = if in_image { FileState::Modified } else { FileState::Created };
+                let state = if in_image {
+                    FileState::Modified
+                } else {
+                    FileState::Created
+                };
                 let note = format!("symbolic link to {}", target.display());
                 self.push(guest, state, None, None, None, Some(note));
             } else if ft.is_file() {
                 self.regular(&entry.path(), guest, in_image, meta.len());
             } else {
-                let state = if in_image { FileState::Modified } else { FileState::Created };
+                let state = if in_image {
+                    FileState::Modified
+                } else {
+                    FileState::Created
+                };
                 self.push(guest, state, None, None, None, Some("special file".into()));
             }
         }
@@ -122,12 +130,26 @@ impl Walker<'_> {
         if in_image && self.same_as_image(&guest, &content) {
             return; // opened for writing, copied up, but not changed
         }
-        let state = if in_image { FileState::Modified } else { FileState::Created };
+        let state = if in_image {
+            FileState::Modified
+        } else {
+            FileState::Created
+        };
         let (artifact, note) = match &content.bytes {
             Some(bytes) => (self.store(&content.sha256, bytes), None),
-            None => (None, Some(format!("content not kept: over the {cap}-byte cap"))),
+            None => (
+                None,
+                Some(format!("content not kept: over the {cap}-byte cap")),
+            ),
         };
-        self.push(guest, state, Some(content.size), Some(content.sha256), artifact, note);
+        self.push(
+            guest,
+            state,
+            Some(content.size),
+            Some(content.sha256),
+            artifact,
+            note,
+        );
     }
 
     fn same_as_image(&self, guest: &str, content: &Content) -> bool {

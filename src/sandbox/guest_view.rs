@@ -29,26 +29,50 @@ pub fn enter_guest_root(
     let none = None::<&str>;
 
     // Private first, so nothing mounted below propagates back to the host's namespace.
-    k.mount(none, Path::new("/"), none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none)?;
+    k.mount(
+        none,
+        Path::new("/"),
+        none,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        none,
+    )?;
     k.sethostname(hostname)?;
     // The overlay was mounted by the host, so it is locked in this namespace and pivot_root
     // refuses it; a bind of it onto itself, made here, is ours.
     let root_str = path_str(root);
-    k.mount(Some(root_str), root, none, MsFlags::MS_BIND | MsFlags::MS_REC, none)?;
+    k.mount(
+        Some(root_str),
+        root,
+        none,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        none,
+    )?;
 
     // proc after entering the pid namespace: it then shows only the sandbox's processes.
     let noexec = nosuid_nodev | MsFlags::MS_NOEXEC;
     k.mkdir(&root.join("proc"), 0o555)?;
     k.mount(Some("proc"), &root.join("proc"), Some("proc"), noexec, none)?;
     k.mkdir(&root.join("sys"), 0o555)?;
-    k.mount(Some("sysfs"), &root.join("sys"), Some("sysfs"), noexec | MsFlags::MS_RDONLY, none)?;
+    k.mount(
+        Some("sysfs"),
+        &root.join("sys"),
+        Some("sysfs"),
+        noexec | MsFlags::MS_RDONLY,
+        none,
+    )?;
 
     build_dev(k, root)?;
 
     for (from, to) in SCRATCH_BINDS {
         let target = root.join(to);
         k.mkdir(&target, 0o755)?;
-        k.mount(Some(path_str(&scratch.join(from))), &target, none, MsFlags::MS_BIND, none)?;
+        k.mount(
+            Some(path_str(&scratch.join(from))),
+            &target,
+            none,
+            MsFlags::MS_BIND,
+            none,
+        )?;
     }
 
     // pivot_root(".", ".") stacks the old root under the new one; detaching it leaves the
@@ -64,7 +88,13 @@ fn build_dev(k: &mut dyn Kernel, root: &Path) -> Result<(), KernelError> {
     let none = None::<&str>;
     k.mkdir(&dev, 0o755)?;
     let tmpfs_flags = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC;
-    k.mount(Some("tmpfs"), &dev, Some("tmpfs"), tmpfs_flags, Some("mode=755,size=64k"))?;
+    k.mount(
+        Some("tmpfs"),
+        &dev,
+        Some("tmpfs"),
+        tmpfs_flags,
+        Some("mode=755,size=64k"),
+    )?;
 
     // A user namespace cannot mknod: bind the host's harmless devices onto empty files.
     for name in DEVICES {
@@ -77,13 +107,25 @@ fn build_dev(k: &mut dyn Kernel, root: &Path) -> Result<(), KernelError> {
     let pts = dev.join("pts");
     k.mkdir(&pts, 0o755)?;
     let pts_opts = Some("newinstance,ptmxmode=0666,mode=0620");
-    k.mount(Some("devpts"), &pts, Some("devpts"), MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC, pts_opts)?;
+    k.mount(
+        Some("devpts"),
+        &pts,
+        Some("devpts"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+        pts_opts,
+    )?;
     k.symlink("pts/ptmx", &dev.join("ptmx"))?;
 
     let shm = dev.join("shm");
     k.mkdir(&shm, 0o1777)?;
     let shm_flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
-    k.mount(Some("tmpfs"), &shm, Some("tmpfs"), shm_flags, Some("mode=1777,size=64m"))?;
+    k.mount(
+        Some("tmpfs"),
+        &shm,
+        Some("tmpfs"),
+        shm_flags,
+        Some("mode=1777,size=64m"),
+    )?;
 
     for (link, target) in [
         ("fd", "/proc/self/fd"),
@@ -122,10 +164,15 @@ mod tests {
         assert!(pos("mount /s/tmp /r/tmp") < pos("pivot_root"));
         assert!(pos("mount devpts /r/dev/pts devpts") > pos("mount tmpfs /r/dev tmpfs"));
         assert_eq!(pos("pivot_root . ."), pos("chdir /r") + 1);
-        assert_eq!(k.calls[pos("pivot_root") + 1], "umount . MntFlags(MNT_DETACH)");
+        assert_eq!(
+            k.calls[pos("pivot_root") + 1],
+            "umount . MntFlags(MNT_DETACH)"
+        );
         assert_eq!(k.calls.last().unwrap(), "chdir /");
         assert!(k.calls.contains(&"sethostname web-prod-03".to_string()));
-        assert!(k.calls.iter().any(|c| c.starts_with("mount sysfs /r/sys sysfs")
-            && c.contains("MS_RDONLY")));
+        assert!(k
+            .calls
+            .iter()
+            .any(|c| c.starts_with("mount sysfs /r/sys sysfs") && c.contains("MS_RDONLY")));
     }
 }

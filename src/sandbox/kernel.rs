@@ -125,7 +125,8 @@ impl Kernel for RecordingKernel {
     }
 
     fn mkdir(&mut self, path: &Path, mode: u32) -> Result<(), KernelError> {
-        self.calls.push(format!("mkdir {} {mode:o}", path.display()));
+        self.calls
+            .push(format!("mkdir {} {mode:o}", path.display()));
         Ok(())
     }
 
@@ -135,7 +136,8 @@ impl Kernel for RecordingKernel {
     }
 
     fn symlink(&mut self, target: &str, link: &Path) -> Result<(), KernelError> {
-        self.calls.push(format!("symlink {} -> {target}", link.display()));
+        self.calls
+            .push(format!("symlink {} -> {target}", link.display()));
         Ok(())
     }
 

@@ -358,7 +358,7 @@ const NAMESPACE_FLAGS: u32 = (libc::CLONE_NEWNS
     | libc::CLONE_NEWNET) as u32;
 
 fn ret_errno(errno: i32) -> u32 {
-    libc::SECCOMP_RET_ERRNO | (errno as u32 & libc::SECCOMP_RET_DATA)
+    libc::SECCOMP_RET_ERRNO | (errno.unsigned_abs() & libc::SECCOMP_RET_DATA)
 }
 
 fn stmt(code: u32, k: u32) -> sock_filter {
@@ -515,13 +515,31 @@ mod tests {
 
     #[test]
     fn numbers_match_the_libc_table_on_x86_64() {
-        assert_eq!(number(Sys::Execve, Arch::X86_64), Some(libc::SYS_execve as u32));
-        assert_eq!(number(Sys::Openat, Arch::X86_64), Some(libc::SYS_openat as u32));
-        assert_eq!(number(Sys::Connect, Arch::X86_64), Some(libc::SYS_connect as u32));
+        assert_eq!(
+            number(Sys::Execve, Arch::X86_64),
+            Some(libc::SYS_execve as u32)
+        );
+        assert_eq!(
+            number(Sys::Openat, Arch::X86_64),
+            Some(libc::SYS_openat as u32)
+        );
+        assert_eq!(
+            number(Sys::Connect, Arch::X86_64),
+            Some(libc::SYS_connect as u32)
+        );
         assert_eq!(number(Sys::Bpf, Arch::X86_64), Some(libc::SYS_bpf as u32));
-        assert_eq!(number(Sys::Clone3, Arch::X86_64), Some(libc::SYS_clone3 as u32));
-        assert_eq!(number(Sys::IoUringSetup, Arch::X86_64), Some(libc::SYS_io_uring_setup as u32));
-        assert_eq!(number(Sys::FinitModule, Arch::X86_64), Some(libc::SYS_finit_module as u32));
+        assert_eq!(
+            number(Sys::Clone3, Arch::X86_64),
+            Some(libc::SYS_clone3 as u32)
+        );
+        assert_eq!(
+            number(Sys::IoUringSetup, Arch::X86_64),
+            Some(libc::SYS_io_uring_setup as u32)
+        );
+        assert_eq!(
+            number(Sys::FinitModule, Arch::X86_64),
+            Some(libc::SYS_finit_module as u32)
+        );
         assert_eq!(number(Sys::Fchmodat2, Arch::X86_64), Some(452));
     }
 
@@ -532,16 +550,40 @@ mod tests {
         assert_eq!(run(&prog, x64, 59, 0), RET_TRACE, "execve is traced");
         assert_eq!(run(&prog, x64, 0, 0), RET_ALLOW, "read is allowed");
         assert_eq!(run(&prog, x64, 321, 0), ret_errno(EPERM), "bpf is denied");
-        assert_eq!(run(&prog, x64, 435, 0), ret_errno(libc::ENOSYS), "clone3 -> ENOSYS");
-        assert_eq!(run(&prog, x64, 56, 0x11), RET_ALLOW, "plain clone (fork) is allowed");
+        assert_eq!(
+            run(&prog, x64, 435, 0),
+            ret_errno(libc::ENOSYS),
+            "clone3 -> ENOSYS"
+        );
+        assert_eq!(
+            run(&prog, x64, 56, 0x11),
+            RET_ALLOW,
+            "plain clone (fork) is allowed"
+        );
         let newuser = libc::CLONE_NEWUSER as u64;
-        assert_eq!(run(&prog, x64, 56, newuser), ret_errno(EPERM), "namespace clone");
-        assert_eq!(run(&prog, x64, 0x4000_0000 | 59, 0), ret_errno(EPERM), "x32 ABI");
+        assert_eq!(
+            run(&prog, x64, 56, newuser),
+            ret_errno(EPERM),
+            "namespace clone"
+        );
+        assert_eq!(
+            run(&prog, x64, 0x4000_0000 | 59, 0),
+            ret_errno(EPERM),
+            "x32 ABI"
+        );
         let x86 = AUDIT_ARCH_I386;
         assert_eq!(run(&prog, x86, 11, 0), RET_TRACE, "i386 execve is traced");
-        assert_eq!(run(&prog, x86, 357, 0), ret_errno(EPERM), "i386 bpf is denied");
+        assert_eq!(
+            run(&prog, x86, 357, 0),
+            ret_errno(EPERM),
+            "i386 bpf is denied"
+        );
         assert_eq!(run(&prog, x86, 3, 0), RET_ALLOW, "i386 read is allowed");
-        assert_eq!(run(&prog, 0xc000_00b7, 59, 0), RET_KILL_PROCESS, "aarch64 is killed");
+        assert_eq!(
+            run(&prog, 0xc000_00b7, 59, 0),
+            RET_KILL_PROCESS,
+            "aarch64 is killed"
+        );
     }
 
     #[test]

@@ -89,9 +89,20 @@ fn mount_scratch(layout: &RunLayout, disk_bytes: u64) -> Result<(), SandboxError
     fs::create_dir_all(&scratch).map_err(io("mkdir", &scratch))?;
     let opts = format!("size={disk_bytes},mode=0755");
     let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
-    nix::mount::mount(Some("aegis-scratch"), &scratch, Some("tmpfs"), flags, Some(opts.as_str()))
-        .map_err(kernel("mount scratch tmpfs"))?;
-    for (name, mode) in [("upper", 0o755), ("work", 0o700), ("tmp", 0o1777), ("run", 0o755)] {
+    nix::mount::mount(
+        Some("aegis-scratch"),
+        &scratch,
+        Some("tmpfs"),
+        flags,
+        Some(opts.as_str()),
+    )
+    .map_err(kernel("mount scratch tmpfs"))?;
+    for (name, mode) in [
+        ("upper", 0o755),
+        ("work", 0o700),
+        ("tmp", 0o1777),
+        ("run", 0o755),
+    ] {
         let dir = scratch.join(name);
         fs::create_dir(&dir).map_err(io("mkdir", &dir))?;
         fs::set_permissions(&dir, fs::Permissions::from_mode(mode)).map_err(io("chmod", &dir))?;
@@ -117,8 +128,14 @@ fn mount_overlay(layout: &RunLayout, rootfs: &Path) -> Result<(), SandboxError> 
         scratch.join("upper").display(),
         scratch.join("work").display()
     );
-    nix::mount::mount(Some("aegis-guest"), &root, Some("overlay"), MsFlags::MS_NOSUID, Some(opts.as_str()))
-        .map_err(kernel("mount overlay"))
+    nix::mount::mount(
+        Some("aegis-guest"),
+        &root,
+        Some("overlay"),
+        MsFlags::MS_NOSUID,
+        Some(opts.as_str()),
+    )
+    .map_err(kernel("mount overlay"))
 }
 
 /// Copies the sample to its place in the guest, owned by guest root, executable.
@@ -129,7 +146,8 @@ fn place_sample(layout: &RunLayout, spec: &SandboxSpec) -> Result<(), SandboxErr
         fs::create_dir_all(parent).map_err(io("mkdir", parent))?;
     }
     fs::copy(layout.sample(), &target).map_err(io("copy sample to", &target))?;
-    fs::set_permissions(&target, fs::Permissions::from_mode(0o755)).map_err(io("chmod", &target))?;
+    fs::set_permissions(&target, fs::Permissions::from_mode(0o755))
+        .map_err(io("chmod", &target))?;
     chown_guest_root(&target)
 }
 
@@ -249,8 +267,13 @@ fn sandbox_init(spec: &SandboxSpec, layout: &RunLayout, fds: InitFds) -> Result<
     nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP)
         .map_err(|e| format!("unshare(CLONE_NEWCGROUP): {e}"))?;
 
-    guest_view::enter_guest_root(&mut RealKernel, &layout.root(), &layout.scratch(), &spec.hostname)
-        .map_err(|e| format!("guest view: {e}"))?;
+    guest_view::enter_guest_root(
+        &mut RealKernel,
+        &layout.root(),
+        &layout.scratch(),
+        &spec.hostname,
+    )
+    .map_err(|e| format!("guest view: {e}"))?;
     loopback_up().map_err(|e| format!("bring up lo: {e}"))?;
 
     let setup = MonitorSetup {
@@ -277,11 +300,16 @@ fn cstrings(items: &[String]) -> Result<Vec<CString>, String> {
 /// Sets the loopback interface up (the only interface of the sandbox's network namespace).
 fn loopback_up() -> nix::Result<()> {
     use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
-    let sock = socket(AddressFamily::Inet, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None)?;
+    let sock = socket(
+        AddressFamily::Inet,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
     // SAFETY: ifreq is plain old data; zero is a valid initial value.
     let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
     for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
-        *dst = *src as libc::c_char;
+        *dst = libc::c_char::from_ne_bytes([*src]);
     }
     // SAFETY: SIOCGIFFLAGS/SIOCSIFFLAGS read and write the ifreq we own; the fd is valid.
     unsafe {
@@ -431,7 +459,7 @@ fn read_all(fd: OwnedFd) -> Option<String> {
 /// The quota was reached when (almost) nothing is left on the scratch tmpfs.
 fn scratch_full(scratch: &Path) -> bool {
     match nix::sys::statvfs::statvfs(scratch) {
-        Ok(s) => (s.blocks_available() as u64) * (s.fragment_size() as u64) < (1 << 20),
+        Ok(s) => s.blocks_available().saturating_mul(s.fragment_size()) < (1 << 20),
         Err(_) => false,
     }
 }

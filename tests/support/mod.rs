@@ -18,7 +18,10 @@ pub fn data_dir() -> PathBuf {
 
 /// A scratch directory for fixtures, removed when dropped.
 pub fn workdir() -> tempfile::TempDir {
-    tempfile::Builder::new().prefix("aegis-fixture-").tempdir().expect("tempdir")
+    tempfile::Builder::new()
+        .prefix("aegis-fixture-")
+        .tempdir()
+        .expect("tempdir")
 }
 
 /// `aegis` with the shared data directory and no config file.
@@ -31,7 +34,9 @@ pub fn aegis() -> Command {
 
 /// Compiles a C fixture from tests/fixtures with gcc.
 pub fn gcc(dir: &Path, name: &str, extra: &[&str]) -> PathBuf {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(format!("{name}.c"));
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(format!("{name}.c"));
     let out = dir.join(name);
     let status = Command::new("gcc")
         .arg("-O1")
@@ -62,7 +67,10 @@ pub fn analyze(sample: &Path, args: &[&str]) -> Report {
         String::from_utf8_lossy(&out.stderr)
     );
     let report: Report = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!("stdout is not a report ({e}): {}", String::from_utf8_lossy(&out.stdout))
+        panic!(
+            "stdout is not a report ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
     });
     assert_no_leftovers(&report.analysis_id);
     report

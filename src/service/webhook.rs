@@ -1,0 +1,336 @@
+//! Callbacks: when an analysis reaches its final status, `POST` that status to the URL given
+//! with the submission (or `service.webhook_url`).
+//!
+//! Safety policy: the product never sends anything to a non-loopback address. A callback URL
+//! must be `http://` on `127.0.0.0/8`, `[::1]` or `localhost` (which is always 127.0.0.1, never
+//! looked up); anything else is refused when it is submitted or configured. The connection
+//! goes to the address taken from the checked URL, no name is resolved, and redirects are not
+//! followed.
+//!
+//! Deliveries run on their own tasks and never hold up the queue. A delivery that fails (no
+//! connection, timeout, non-2xx) is retried after 1, 2, 4 and 8 s, five attempts in all. The
+//! state is kept in the database, so deliveries pending when the service stops are made at
+//! its next start (at least once).
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http_body_util::Full;
+use hyper::body::Bytes;
+use tokio::sync::{mpsc, Semaphore};
+
+use super::command::AnalysisId;
+use super::db::AnalysisRow;
+use super::queue::Queue;
+
+/// Waits between attempts; one attempt more than there are waits.
+pub const BACKOFF: [Duration; 4] = [
+    Duration::from_secs(1),
+    Duration::from_secs(2),
+    Duration::from_secs(4),
+    Duration::from_secs(8),
+];
+
+/// Longest time one attempt may take, connection included.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Deliveries in flight at once.
+const MAX_IN_FLIGHT: usize = 16;
+
+/// Longest accepted callback URL, in bytes.
+const MAX_URL_BYTES: usize = 2048;
+
+/// Why a callback URL is refused, or a delivery failed.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum WebhookError {
+    #[error("callback URL is not allowed: {reason}; {POLICY}")]
+    NotAllowed { reason: String },
+    #[error("callback to {url} failed: {detail}")]
+    Delivery { url: String, detail: String },
+}
+
+/// The policy, as every refusal states it.
+pub const POLICY: &str =
+    "callbacks go only to http:// URLs on loopback hosts (127.0.0.0/8, [::1] or localhost)";
+
+/// A callback URL that passed the loopback policy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallbackUrl {
+    text: String,
+    addr: SocketAddr,
+    host_header: String,
+    path: String,
+}
+
+impl CallbackUrl {
+    /// Checks `text` against the policy.
+    pub fn parse(text: &str) -> Result<CallbackUrl, WebhookError> {
+        let refuse = |reason: String| WebhookError::NotAllowed { reason };
+        if text.len() > MAX_URL_BYTES {
+            return Err(refuse(format!("longer than {MAX_URL_BYTES} bytes")));
+        }
+        let url = url::Url::parse(text).map_err(|e| refuse(format!("not a URL ({e})")))?;
+        if url.scheme() != "http" {
+            return Err(refuse(format!("scheme `{}` (only http)", url.scheme())));
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(refuse("it carries credentials".into()));
+        }
+        let ip = match url.host() {
+            Some(url::Host::Ipv4(ip)) if ip.is_loopback() => IpAddr::V4(ip),
+            Some(url::Host::Ipv6(ip)) if ip.is_loopback() => IpAddr::V6(ip),
+            Some(url::Host::Domain(d)) if d.eq_ignore_ascii_case("localhost") => {
+                IpAddr::V4(Ipv4Addr::LOCALHOST)
+            }
+            Some(host) => return Err(refuse(format!("host `{host}` is not loopback"))),
+            None => return Err(refuse("it has no host".into())),
+        };
+        let port = url.port_or_known_default().unwrap_or(80);
+        let host_header = match url.port() {
+            Some(p) => format!("{}:{p}", url.host_str().unwrap_or_default()),
+            None => url.host_str().unwrap_or_default().to_string(),
+        };
+        let mut path = url.path().to_string();
+        if let Some(q) = url.query() {
+            path.push('?');
+            path.push_str(q);
+        }
+        Ok(CallbackUrl {
+            text: url.to_string(),
+            addr: SocketAddr::new(ip, port),
+            host_header,
+            path,
+        })
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// Where the connection goes: always a loopback address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+/// The document a callback receives.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+pub struct Callback {
+    pub analysis_id: String,
+    pub status: String,
+    pub submitted_at: String,
+    pub started_at: Option<String>,
+    pub ended_at: Option<String>,
+    pub error: Option<String>,
+}
+
+impl Callback {
+    pub fn of(row: &AnalysisRow) -> Callback {
+        Callback {
+            analysis_id: row.id.to_string(),
+            status: row.status.to_string(),
+            submitted_at: row.submitted_at.clone(),
+            started_at: row.started_at.clone(),
+            ended_at: row.ended_at.clone(),
+            error: row.error.clone(),
+        }
+    }
+}
+
+/// Hands finished analyses to the delivery tasks.
+#[derive(Debug, Clone)]
+pub struct Webhooks {
+    tx: mpsc::UnboundedSender<AnalysisId>,
+}
+
+impl Webhooks {
+    /// Starts the dispatcher on the current runtime and queues what is still pending.
+    pub fn start(queue: Arc<Queue>) -> Webhooks {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(dispatch(queue, rx));
+        Webhooks { tx }
+    }
+
+    /// Delivers the final status of `id` if it has a callback. Never blocks.
+    pub fn finished(&self, id: &AnalysisId) {
+        let _ = self.tx.send(id.clone());
+    }
+}
+
+async fn dispatch(queue: Arc<Queue>, mut rx: mpsc::UnboundedReceiver<AnalysisId>) {
+    let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    while let Some(id) = rx.recv().await {
+        let Ok(permit) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let queue = queue.clone();
+        tokio::spawn(async move {
+            deliver(&queue, &id).await;
+            drop(permit);
+        });
+    }
+}
+
+/// Every attempt for one analysis, with the waits between them.
+async fn deliver(queue: &Arc<Queue>, id: &AnalysisId) {
+    let mut waits = BACKOFF.iter();
+    loop {
+        let job = {
+            let (queue, id) = (queue.clone(), id.clone());
+            tokio::task::spawn_blocking(move || queue.webhook_job(&id)).await
+        };
+        let job = match job {
+            Ok(Ok(Some(job))) => job,
+            Ok(Ok(None)) => return,
+            Ok(Err(e)) => return tracing::error!(analysis_id = %id, error = %e, "webhook: cannot read analysis"),
+            Err(e) => return tracing::error!(analysis_id = %id, error = %e, "webhook task failed"),
+        };
+        let result = attempt(&job.url, &Callback::of(&job.row)).await;
+        let next_wait = if result.is_ok() { None } else { waits.next() };
+        let state = match (&result, next_wait) {
+            (Ok(()), _) => "delivered",
+            (Err(_), Some(_)) => "pending",
+            (Err(_), None) => "failed",
+        };
+        match &result {
+            Ok(()) => tracing::info!(analysis_id = %id, attempt = job.attempts + 1, "callback delivered"),
+            Err(e) => tracing::warn!(analysis_id = %id, attempt = job.attempts + 1, error = %e, state, "callback failed"),
+        }
+        let recorded = {
+            let (queue, id) = (queue.clone(), id.clone());
+            tokio::task::spawn_blocking(move || queue.webhook_attempted(&id, state)).await
+        };
+        if let Ok(Err(e)) = recorded {
+            tracing::error!(analysis_id = %id, error = %e, "webhook: cannot record attempt");
+        }
+        match next_wait {
+            Some(wait) if result.is_err() => tokio::time::sleep(*wait).await,
+            _ => return,
+        }
+    }
+}
+
+/// One `POST` of the callback document.
+async fn attempt(url_text: &str, body: &Callback) -> Result<(), WebhookError> {
+    let fail = |detail: String| WebhookError::Delivery {
+        url: url_text.to_string(),
+        detail,
+    };
+    // Checked again here: a URL stored by an older version must meet today's policy too.
+    let url = CallbackUrl::parse(url_text)?;
+    let body = serde_json::to_vec(body).map_err(|e| fail(e.to_string()))?;
+    let status = tokio::time::timeout(ATTEMPT_TIMEOUT, post(&url, body))
+        .await
+        .map_err(|_| fail(format!("no answer within {} s", ATTEMPT_TIMEOUT.as_secs())))?
+        .map_err(fail)?;
+    if (200..300).contains(&status) {
+        Ok(())
+    } else {
+        Err(fail(format!("answered HTTP {status}")))
+    }
+}
+
+async fn post(url: &CallbackUrl, body: Vec<u8>) -> Result<u16, String> {
+    let stream = tokio::net::TcpStream::connect(url.addr())
+        .await
+        .map_err(|e| format!("connect to {}: {e}", url.addr()))?;
+    let io = hyper_util::rt::TokioIo::new(stream);
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
+        .await
+        .map_err(|e| e.to_string())?;
+    let connection = tokio::spawn(conn);
+    let request = hyper::Request::post(url.path.as_str())
+        .header(hyper::header::HOST, url.host_header.as_str())
+        .header(hyper::header::CONTENT_TYPE, "application/json")
+        .header(hyper::header::USER_AGENT, concat!("aegis/", env!("CARGO_PKG_VERSION")))
+        .body(Full::new(Bytes::from(body)))
+        .map_err(|e| e.to_string())?;
+    let response = sender.send_request(request).await.map_err(|e| e.to_string());
+    connection.abort();
+    Ok(response?.status().as_u16())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_urls_are_accepted_with_their_connect_address() {
+        let table = [
+            ("http://127.0.0.1:9000/hook", "127.0.0.1:9000", "127.0.0.1:9000", "/hook"),
+            ("http://localhost/cb?x=1", "127.0.0.1:80", "localhost", "/cb?x=1"),
+            ("http://LOCALHOST:81", "127.0.0.1:81", "localhost:81", "/"),
+            ("http://[::1]:8080/a", "[::1]:8080", "[::1]:8080", "/a"),
+            ("http://127.255.0.9:1/", "127.255.0.9:1", "127.255.0.9:1", "/"),
+            ("http://0x7f.1:5/", "127.0.0.1:5", "127.0.0.1:5", "/"),
+        ];
+        for (text, addr, host, path) in table {
+            let url = CallbackUrl::parse(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(url.addr().to_string(), addr, "{text}");
+            assert_eq!(url.host_header, host, "{text}");
+            assert_eq!(url.path, path, "{text}");
+        }
+    }
+
+    #[test]
+    fn everything_that_could_leave_the_host_is_refused() {
+        let table = [
+            ("http://example.com/hook", "host `example.com` is not loopback"),
+            ("http://10.0.0.1/", "host `10.0.0.1` is not loopback"),
+            ("http://0.0.0.0/", "host `0.0.0.0` is not loopback"),
+            ("http://[::ffff:127.0.0.1]/", "is not loopback"),
+            ("http://[::]/", "is not loopback"),
+            ("http://127.0.0.1@evil.example/", "host `evil.example` is not loopback"),
+            ("http://user:pw@127.0.0.1/", "it carries credentials"),
+            ("http://localhost.evil.example/", "is not loopback"),
+            ("http://localhost./", "is not loopback"),
+            ("https://127.0.0.1/", "scheme `https` (only http)"),
+            ("file:///etc/passwd", "scheme `file`"),
+            ("ftp://127.0.0.1/", "scheme `ftp`"),
+            ("127.0.0.1:80", "not a URL"),
+            ("", "not a URL"),
+            ("http://", "not a URL"),
+        ];
+        for (text, reason) in table {
+            let err = CallbackUrl::parse(text).expect_err(text).to_string();
+            assert!(err.contains(reason), "{text}: {err}");
+            assert!(err.ends_with(POLICY), "{text}: {err}");
+        }
+        let long = format!("http://127.0.0.1/{}", "a".repeat(MAX_URL_BYTES));
+        assert!(CallbackUrl::parse(&long).unwrap_err().to_string().contains("longer than"));
+    }
+
+    #[tokio::test]
+    async fn a_delivery_posts_json_and_reads_the_status() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            let mut buf = vec![0u8; 4096];
+            let mut got = Vec::new();
+            while !String::from_utf8_lossy(&got).contains("\"error\":null}") {
+                let n = sock.read(&mut buf).await.unwrap();
+                got.extend_from_slice(&buf[..n]);
+            }
+            sock.write_all(b"HTTP/1.1 503 Busy\r\ncontent-length: 0\r\n\r\n").await.unwrap();
+            String::from_utf8(got).unwrap()
+        });
+        let body = Callback {
+            analysis_id: "x".into(),
+            status: "completed".into(),
+            submitted_at: "t".into(),
+            started_at: None,
+            ended_at: None,
+            error: None,
+        };
+        let url = format!("http://localhost:{port}/hook?k=v");
+        let err = attempt(&url, &body).await.unwrap_err();
+        assert!(err.to_string().ends_with("answered HTTP 503"), "{err}");
+        let request = server.await.unwrap();
+        assert!(request.starts_with("POST /hook?k=v HTTP/1.1\r\n"), "{request}");
+        assert!(request.contains(&format!("host: localhost:{port}\r\n")), "{request}");
+        assert!(request.contains("content-type: application/json\r\n"), "{request}");
+    }
+}
