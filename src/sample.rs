@@ -47,8 +47,16 @@ pub struct Sample {
 }
 
 impl Sample {
-    /// Identifies `bytes` submitted under `file_name`.
+    /// Identifies `bytes` submitted under `file_name`, hashes included.
     pub fn identify(file_name: &str, bytes: &[u8]) -> Sample {
+        let mut sample = Sample::classify(file_name, bytes);
+        sample.info.set_digests(bytes);
+        sample
+    }
+
+    /// Identifies `bytes` without hashing them (the hashes can be filled in later, off the
+    /// path to the sample's first instruction).
+    pub fn classify(file_name: &str, bytes: &[u8]) -> Sample {
         let guest_name = sanitize_name(file_name);
         let (kind, file_type, arch) = classify(&guest_name, bytes);
         let platform = if bytes.starts_with(b"MZ") {
@@ -60,9 +68,9 @@ impl Sample {
             file_name: file_name.to_string(),
             sandbox_path: format!("{SAMPLE_DIR}/{guest_name}"),
             size: bytes.len() as u64,
-            md5: hex::encode(Md5::digest(bytes)),
-            sha1: hex::encode(Sha1::digest(bytes)),
-            sha256: hex::encode(Sha256::digest(bytes)),
+            md5: String::new(),
+            sha1: String::new(),
+            sha256: String::new(),
             file_type,
             platform: platform.to_string(),
             arch,
@@ -84,6 +92,15 @@ impl Sample {
         };
         argv.extend(arguments.iter().cloned());
         Ok(argv)
+    }
+}
+
+impl SampleInfo {
+    /// Fills `md5`, `sha1` and `sha256`.
+    pub fn set_digests(&mut self, bytes: &[u8]) {
+        self.md5 = hex::encode(Md5::digest(bytes));
+        self.sha1 = hex::encode(Sha1::digest(bytes));
+        self.sha256 = hex::encode(Sha256::digest(bytes));
     }
 }
 

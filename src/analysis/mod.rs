@@ -90,7 +90,7 @@ impl Engine {
         progress: &mut dyn FnMut(&str),
         cancel: &AtomicBool,
     ) -> Result<Finished, AnalysisError> {
-        let sample = Sample::identify(&request.file_name, &request.bytes);
+        let mut sample = Sample::classify(&request.file_name, &request.bytes);
         let dir = self.data.analysis(analysis_id);
         fs::create_dir_all(dir.join("artifacts")).map_err(io("mkdir", &dir))?;
         let started = chrono::Utc::now();
@@ -98,6 +98,7 @@ impl Engine {
         let command = match sample.command(&request.arguments) {
             Ok(c) => c,
             Err(reason) => {
+                sample.info.set_digests(&request.bytes);
                 let report =
                     report::not_executed(analysis_id, &sample, request, None, reason, started);
                 return self.store(dir, report);
@@ -107,15 +108,21 @@ impl Engine {
         progress(&format!("running {} in the sandbox", sample.info.file_name));
 
         let run = RunLayout::new(&self.data.run(analysis_id));
-        let outcome = self.run_sandbox(
-            analysis_id,
-            request,
-            &sample,
-            &command,
-            &image,
-            &run,
-            cancel,
-        );
+        // Hashing a large sample takes milliseconds: do it while the sandbox starts.
+        let mut info = sample.info.clone();
+        let outcome = std::thread::scope(|scope| {
+            scope.spawn(|| info.set_digests(&request.bytes));
+            self.run_sandbox(
+                analysis_id,
+                request,
+                &sample,
+                &command,
+                &image,
+                &run,
+                cancel,
+            )
+        });
+        sample.info = info;
         let outcome = match outcome {
             Ok(o) => o,
             Err(e) => {
@@ -163,7 +170,6 @@ impl Engine {
             cwd: SAMPLE_DIR.to_string(),
             hostname: crate::guest::HOSTNAME.to_string(),
             sample_guest_path: sample.info.sandbox_path.clone(),
-            sample_sha256: sample.info.sha256.clone(),
             artifact_max_bytes: self.config.sandbox.artifact_max_bytes,
             output_keep_bytes: self
                 .config

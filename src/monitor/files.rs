@@ -113,8 +113,7 @@ impl ImageHashes {
     /// images work too).
     pub fn of_process(&mut self, pid: i32) -> Option<String> {
         let path = format!("/proc/{pid}/exe");
-        let file = std::fs::File::open(&path).ok()?;
-        let meta = file.metadata().ok()?;
+        let meta = std::fs::metadata(&path).ok()?;
         let key = (
             meta.dev(),
             meta.ino(),
@@ -124,6 +123,7 @@ impl ImageHashes {
         if let Some(h) = self.cache.get(&key) {
             return Some(h.clone());
         }
+        let file = std::fs::File::open(&path).ok()?;
         let content = read_content(file, meta.len(), 0).ok()?;
         self.cache.insert(key, content.sha256.clone());
         Some(content.sha256)

@@ -157,13 +157,22 @@ pub fn on_entry(pid: Pid, tgid: i32, sys: Sys, c: &Call) -> Entry {
             }
             e.pending = Some(Pending::Exec { path, argv });
         }
-        Sys::Open => e.pending = open_write(pid, path_at(AT_FDCWD, 0), c.int(1)),
-        Sys::Creat => e.pending = open_write(pid, path_at(AT_FDCWD, 0), WRITE_FLAGS),
-        Sys::Openat => {
-            let path = path_at(c.int(0), 1);
-            e.note = status_check(&path, pid, tgid);
-            e.pending = open_write(pid, path, c.int(2));
+        Sys::Open | Sys::Openat => {
+            let (dirfd, at) = if sys == Sys::Open {
+                (AT_FDCWD, 0)
+            } else {
+                (c.int(0), 1)
+            };
+            let flags = c.int(at + 1);
+            let raw = s(at);
+            if flags & WRITE_FLAGS != 0 {
+                e.pending = open_write(pid, tracee::resolve(pid, dirfd, &raw), flags);
+            } else if raw.ends_with("status") {
+                // Read-only opens are the hot path (loaders, tar): resolve only candidates.
+                e.note = status_check(&tracee::resolve(pid, dirfd, &raw), pid, tgid);
+            }
         }
+        Sys::Creat => e.pending = open_write(pid, path_at(AT_FDCWD, 0), WRITE_FLAGS),
         Sys::Openat2 => {
             let how = tracee::read_bytes(pid, c.args[2], 8);
             let flags = how.try_into().map(i64::from_le_bytes).unwrap_or(0);

@@ -177,13 +177,34 @@ pub fn normalize(path: &Path) -> String {
     out.to_string_lossy().into_owned()
 }
 
-/// Reads `key:` from `/proc/<pid>/status`.
-pub fn status_field(pid: Pid, key: &str) -> Option<String> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    text.lines().find_map(|l| {
+/// Reads a small /proc file with one `read` (the monitor's hot path avoids the size probe
+/// and the second read that `read_to_string` makes).
+pub fn read_proc(path: &str) -> Option<String> {
+    use std::io::Read;
+    let mut buf = [0u8; 4096];
+    let n = std::fs::File::open(path).ok()?.read(&mut buf).ok()?;
+    Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
+/// Reads `key:` from the text of a `/proc/<pid>/status` file.
+pub fn field(status: &str, key: &str) -> Option<String> {
+    status.lines().find_map(|l| {
         let (k, v) = l.split_once(':')?;
         (k == key).then(|| v.trim().to_string())
     })
+}
+
+/// Reads `key:` from `/proc/<pid>/status`.
+pub fn status_field(pid: Pid, key: &str) -> Option<String> {
+    field(&read_proc(&format!("/proc/{pid}/status"))?, key)
+}
+
+/// Effective uid of a task: the owner of its /proc directory.
+pub fn euid(pid: Pid) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(format!("/proc/{pid}"))
+        .ok()
+        .map(|m| m.uid())
 }
 
 /// The thread-group id of a task.

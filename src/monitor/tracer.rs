@@ -190,13 +190,19 @@ impl Tracer {
         let _ = ptrace::cont(pid, inject);
     }
 
-    /// Adds a task the first time it is seen, deciding from /proc whether it is a thread.
-    fn register(&mut self, pid: Pid, parent: Option<Pid>) {
+    /// Adds a task the first time it is seen. `forked_by` is set when a fork or vfork event
+    /// announced it (always a new process); otherwise /proc tells thread or process.
+    fn register(&mut self, pid: Pid, forked_by: Option<Pid>) {
         let raw = pid.as_raw();
         if self.tasks.contains_key(&raw) {
             return;
         }
-        let tgid = tracee::tgid(pid).unwrap_or(raw);
+        let status = match forked_by {
+            Some(_) => String::new(),
+            None => tracee::read_proc(&format!("/proc/{raw}/status")).unwrap_or_default(),
+        };
+        let field = |key: &str| -> Option<i32> { tracee::field(&status, key)?.parse().ok() };
+        let tgid = field("Tgid").unwrap_or(raw);
         let t = now_ns();
         if tgid != raw {
             self.tasks.insert(raw, task(tgid));
@@ -207,9 +213,9 @@ impl Tracer {
             });
             return;
         }
-        let ppid = tracee::status_field(pid, "PPid")
-            .and_then(|p| p.parse().ok())
-            .or_else(|| parent.map(|p| self.tgid_of(p)))
+        let ppid = forked_by
+            .map(|p| self.tgid_of(p))
+            .or_else(|| field("PPid"))
             .unwrap_or(0);
         self.tasks.insert(raw, task(raw));
         let inherited: Vec<_> = self
@@ -237,15 +243,12 @@ impl Tracer {
         match ev {
             FORK | VFORK | CLONE => {
                 if let Ok(new) = ptrace::getevent(pid) {
-                    self.register(Pid::from_raw(new as i32), Some(pid));
+                    let forked_by = (ev != CLONE).then_some(pid);
+                    self.register(Pid::from_raw(new as i32), forked_by);
                 }
                 let _ = ptrace::cont(pid, None);
             }
-            EXEC => {
-                self.on_exec(pid);
-                // The execve's exit stop follows when entry asked for it.
-                let _ = ptrace::syscall(pid, None);
-            }
+            EXEC => self.on_exec(pid),
             SECCOMP => self.on_syscall_entry(pid),
             _ => {
                 let _ = ptrace::cont(pid, None);
@@ -282,15 +285,19 @@ impl Tracer {
                 detail: format!("executed an anonymous memory file: {image}"),
             });
         }
-        let uid = tracee::status_field(pid, "Uid")
-            .and_then(|u| u.split_whitespace().nth(1).and_then(|e| e.parse().ok()));
+        let uid = tracee::euid(pid);
+        let cwd = tracee::cwd(pid).unwrap_or_default();
+        // Resume first (the execve's exit stop follows when entry asked for it), then hash:
+        // a running program's image cannot change (ETXTBSY), and hashing a large one must not
+        // hold the sample back.
+        let _ = ptrace::syscall(pid, None);
         let image_sha256 = self.hashes.of_process(raw);
         self.sink.emit(Event::Exec {
             t,
             pid: raw,
             image,
             argv,
-            cwd: tracee::cwd(pid).unwrap_or_default(),
+            cwd,
             uid,
             image_sha256,
         });

@@ -124,7 +124,7 @@ impl Walker<'_> {
                 return;
             }
         };
-        if guest == self.spec.sample_guest_path && content.sha256 == self.spec.sample_sha256 {
+        if guest == self.spec.sample_guest_path && self.is_placed_sample(host) {
             return; // the sample as we placed it
         }
         if in_image && self.same_as_image(&guest, &content) {
@@ -150,6 +150,13 @@ impl Walker<'_> {
             artifact,
             note,
         );
+    }
+
+    fn is_placed_sample(&self, host: &Path) -> bool {
+        match (fs::read(host), fs::read(self.layout.sample())) {
+            (Ok(now), Ok(placed)) => now == placed,
+            _ => false,
+        }
     }
 
     fn same_as_image(&self, guest: &str, content: &Content) -> bool {

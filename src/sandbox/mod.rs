@@ -36,7 +36,6 @@ pub struct SandboxSpec {
     pub hostname: String,
     /// Where the sample goes inside the guest.
     pub sample_guest_path: String,
-    pub sample_sha256: String,
     pub artifact_max_bytes: u64,
     /// How much of stdout and stderr is kept (each).
     pub output_keep_bytes: u64,

@@ -158,6 +158,8 @@ struct InitFds {
     stdio: [OwnedFd; 3],
     events: File,
     artifacts: OwnedFd,
+    /// v1 `tasks` files the init writes "0" to, to join the analysis's cgroup itself.
+    cgroup_join: Vec<File>,
 }
 
 fn run_sandbox(
@@ -187,11 +189,15 @@ fn run_sandbox(
         stdio: [dev_null.into(), out_w, errs_w],
         events,
         artifacts,
+        cgroup_join: cgroup.self_join_files()?,
     };
+    let joins_itself = !fds.cgroup_join.is_empty();
     let child = clone_init(spec, layout, fds)?;
 
     write_id_maps(child)?;
-    cgroup.add(child.as_raw())?;
+    if !joins_itself {
+        cgroup.add(child.as_raw())?;
+    }
     // The init holds the event stream: the OOM killer must pick the sample, not it.
     let _ = fs::write(format!("/proc/{child}/oom_score_adj"), "-1000");
 
@@ -257,6 +263,11 @@ fn sandbox_init(spec: &SandboxSpec, layout: &RunLayout, fds: InitFds) -> Result<
     match nix::unistd::read(fds.go.as_raw_fd(), &mut byte) {
         Ok(1) => {}
         _ => return Err("supervisor went away before releasing the sandbox".into()),
+    }
+    // First, before anything can fork: limits hold from the sandbox's first instruction.
+    for mut file in fds.cgroup_join {
+        file.write_all(b"0")
+            .map_err(|e| format!("join the analysis's cgroup: {e}"))?;
     }
     let id0 = nix::unistd::Uid::from_raw(0);
     let gid0 = nix::unistd::Gid::from_raw(0);
