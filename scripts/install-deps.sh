@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs the Debian packages aegis and its tests need, when missing. Idempotent.
+set -euo pipefail
+
+need=()
+for pkg in mmdebstrap gcc libc6-dev util-linux bubblewrap strace; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
+done
+if [ "${#need[@]}" -gt 0 ]; then
+  echo "installing: ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+if ! command -v cargo >/dev/null; then
+  echo "cargo is missing: install the Rust toolchain (rustup) first" >&2
+  exit 1
+fi
