@@ -301,3 +301,16 @@ pub fn schema_json() -> String {
     text.push('\n');
     text
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn schema_in_docs_matches_the_types() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/report.schema.json");
+        let kept = std::fs::read_to_string(path).expect("docs/report.schema.json exists");
+        assert!(
+            kept == super::schema_json(),
+            "docs/report.schema.json is stale: regenerate it with `aegis schema > docs/report.schema.json`"
+        );
+    }
+}
