@@ -174,6 +174,31 @@ fn render(dir: &Path, rows: &[Row], timeout: u64) -> String {
     if !any {
         let _ = writeln!(t, "Nothing failed: every script yielded a complete report.");
     }
+    let failing: Vec<(&Row, &Report)> = rows
+        .iter()
+        .filter_map(|r| match &r.outcome {
+            Ok(rep) if rep.execution.exit_code.is_some_and(|c| c != 0) => Some((r, rep)),
+            _ => None,
+        })
+        .collect();
+    if !failing.is_empty() {
+        let _ = writeln!(
+            t,
+            "\n## Scripts that failed inside the sandbox\n\n{} scripts exited non-zero. This is \
+             behaviour, not a product failure: a missing tool, no network, a host that does not \
+             exist. The first line of stderr says why.\n",
+            failing.len()
+        );
+        let _ = writeln!(t, "| script | exit | first line of stderr |");
+        let _ = writeln!(t, "|---|---|---|");
+        for (row, rep) in failing {
+            let first = rep.output.stderr.text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+            let mut first: String = first.chars().take(120).collect();
+            first = first.replace('|', "\\|").replace('`', "'");
+            let code = rep.execution.exit_code.unwrap_or_default();
+            let _ = writeln!(t, "| {} | {} | {} |", row.file, code, first);
+        }
+    }
     let timeouts: Vec<&str> = rows
         .iter()
         .filter(|r| matches!(&r.outcome, Ok(rep) if rep.execution.end_reason == crate::report::EndReason::Timeout))

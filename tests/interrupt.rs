@@ -1,0 +1,88 @@
+//! An interrupted or killed `aegis analyze` leaves nothing behind, or the next start removes it.
+
+mod support;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use aegis::sandbox::cgroup::{Cgroup, Hierarchy};
+use support::*;
+
+/// Waits until the run directory of a new analysis appears and returns its id.
+fn wait_for_run(before: &[String]) -> String {
+    let runs = data_dir().join("runs");
+    let start = Instant::now();
+    loop {
+        let now: Vec<String> = std::fs::read_dir(&runs)
+            .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+            .unwrap_or_default();
+        if let Some(id) = now.iter().find(|id| !before.contains(id)) {
+            let outcome_dir = runs.join(id);
+            if outcome_dir.join("events.jsonl").exists() {
+                return id.clone();
+            }
+        }
+        assert!(start.elapsed() < Duration::from_secs(120), "no run directory appeared");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn runs_now() -> Vec<String> {
+    std::fs::read_dir(data_dir().join("runs"))
+        .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default()
+}
+
+fn sandbox_pids(id: &str) -> Vec<i32> {
+    let h = Hierarchy::detect().unwrap();
+    Cgroup::open(&h, id).pids()
+}
+
+fn spinner(dir: &Path) -> std::path::PathBuf {
+    write(dir, "spin.sh", b"#!/bin/sh\n(setsid sh -c 'while :; do :; done' &)\nwhile :; do sleep 1; done\n")
+}
+
+#[test]
+fn ctrl_c_tears_the_sandbox_down_and_exits_130() {
+    let dir = workdir();
+    let sample = spinner(dir.path());
+    // Make sure the image exists first, so the run starts at once.
+    analyze(&write(dir.path(), "t.sh", b"#!/bin/sh\ntrue\n"), &[]);
+    let before = runs_now();
+    let mut child = aegis().arg("analyze").arg(&sample).args(["--timeout", "60"]).spawn().unwrap();
+    let id = wait_for_run(&before);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!sandbox_pids(&id).is_empty(), "the sandbox is running");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap()),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    assert_no_leftovers(&id);
+}
+
+#[test]
+fn kill_9_of_aegis_kills_the_sandbox_and_the_next_start_cleans_up() {
+    let dir = workdir();
+    let sample = spinner(dir.path());
+    analyze(&write(dir.path(), "t.sh", b"#!/bin/sh\ntrue\n"), &[]);
+    let before = runs_now();
+    let mut child = aegis().arg("analyze").arg(&sample).args(["--timeout", "60"]).spawn().unwrap();
+    let id = wait_for_run(&before);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!sandbox_pids(&id).is_empty(), "the sandbox is running");
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+
+    // The sandbox dies with its orchestrator (parent-death signals, pid namespace).
+    let start = Instant::now();
+    while !sandbox_pids(&id).is_empty() {
+        assert!(start.elapsed() < Duration::from_secs(10), "sandbox processes outlived aegis");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // What a killed run leaves (its run directory, its empty cgroup) goes at the next start.
+    analyze(&write(dir.path(), "next.sh", b"#!/bin/sh\ntrue\n"), &[]);
+    assert_no_leftovers(&id);
+}
