@@ -192,7 +192,13 @@ fn render(dir: &Path, rows: &[Row], timeout: u64) -> String {
         let _ = writeln!(t, "| script | exit | first line of stderr |");
         let _ = writeln!(t, "|---|---|---|");
         for (row, rep) in failing {
-            let first = rep.output.stderr.text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+            let first = rep
+                .output
+                .stderr
+                .text
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("");
             let mut first: String = first.chars().take(120).collect();
             first = first.replace('|', "\\|").replace('`', "'");
             let code = rep.execution.exit_code.unwrap_or_default();

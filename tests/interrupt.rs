@@ -14,7 +14,11 @@ fn wait_for_run(before: &[String]) -> String {
     let start = Instant::now();
     loop {
         let now: Vec<String> = std::fs::read_dir(&runs)
-            .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
             .unwrap_or_default();
         if let Some(id) = now.iter().find(|id| !before.contains(id)) {
             let outcome_dir = runs.join(id);
@@ -22,14 +26,21 @@ fn wait_for_run(before: &[String]) -> String {
                 return id.clone();
             }
         }
-        assert!(start.elapsed() < Duration::from_secs(120), "no run directory appeared");
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "no run directory appeared"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
 
 fn runs_now() -> Vec<String> {
     std::fs::read_dir(data_dir().join("runs"))
-        .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -39,7 +50,11 @@ fn sandbox_pids(id: &str) -> Vec<i32> {
 }
 
 fn spinner(dir: &Path) -> std::path::PathBuf {
-    write(dir, "spin.sh", b"#!/bin/sh\n(setsid sh -c 'while :; do :; done' &)\nwhile :; do sleep 1; done\n")
+    write(
+        dir,
+        "spin.sh",
+        b"#!/bin/sh\n(setsid sh -c 'while :; do :; done' &)\nwhile :; do sleep 1; done\n",
+    )
 }
 
 #[test]
@@ -49,7 +64,12 @@ fn ctrl_c_tears_the_sandbox_down_and_exits_130() {
     // Make sure the image exists first, so the run starts at once.
     analyze(&write(dir.path(), "t.sh", b"#!/bin/sh\ntrue\n"), &[]);
     let before = runs_now();
-    let mut child = aegis().arg("analyze").arg(&sample).args(["--timeout", "60"]).spawn().unwrap();
+    let mut child = aegis()
+        .arg("analyze")
+        .arg(&sample)
+        .args(["--timeout", "60"])
+        .spawn()
+        .unwrap();
     let id = wait_for_run(&before);
     std::thread::sleep(Duration::from_millis(500));
     assert!(!sandbox_pids(&id).is_empty(), "the sandbox is running");
@@ -69,7 +89,12 @@ fn kill_9_of_aegis_kills_the_sandbox_and_the_next_start_cleans_up() {
     let sample = spinner(dir.path());
     analyze(&write(dir.path(), "t.sh", b"#!/bin/sh\ntrue\n"), &[]);
     let before = runs_now();
-    let mut child = aegis().arg("analyze").arg(&sample).args(["--timeout", "60"]).spawn().unwrap();
+    let mut child = aegis()
+        .arg("analyze")
+        .arg(&sample)
+        .args(["--timeout", "60"])
+        .spawn()
+        .unwrap();
     let id = wait_for_run(&before);
     std::thread::sleep(Duration::from_millis(500));
     assert!(!sandbox_pids(&id).is_empty(), "the sandbox is running");
@@ -79,7 +104,10 @@ fn kill_9_of_aegis_kills_the_sandbox_and_the_next_start_cleans_up() {
     // The sandbox dies with its orchestrator (parent-death signals, pid namespace).
     let start = Instant::now();
     while !sandbox_pids(&id).is_empty() {
-        assert!(start.elapsed() < Duration::from_secs(10), "sandbox processes outlived aegis");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "sandbox processes outlived aegis"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     // What a killed run leaves (its run directory, its empty cgroup) goes at the next start.

@@ -457,3 +457,29 @@ fn json_mode_prints_only_the_report_and_bad_input_fails_with_one_line() {
     assert!(err.contains("config key `sandbox.memory_limit`"), "{err}");
     assert!(err.contains("\"512m\""), "{err}");
 }
+
+#[test]
+fn sparse_files_beyond_the_quota_are_not_hashed_and_do_not_stall_the_analysis() {
+    let dir = workdir();
+    let s = write(
+        dir.path(),
+        "sparse.sh",
+        b"#!/bin/sh\ntruncate -s 50G /tmp/huge\nrm /tmp/huge\ntruncate -s 50G /tmp/kept\n",
+    );
+    let r = analyze(&s, &["--timeout", "20"]);
+    assert_eq!(r.execution.end_reason, EndReason::Exited);
+    assert!(r.execution.duration_s < 5.0);
+    let gone = r
+        .files
+        .deleted
+        .iter()
+        .find(|f| f.path == "/tmp/huge")
+        .expect("deleted");
+    assert_eq!(gone.size, Some(50 << 30));
+    assert!(gone.sha256.is_none());
+    assert!(gone.artifact_note.as_deref().unwrap().contains("sparse"));
+    let kept = created(&r, "/tmp/kept").expect("created");
+    assert_eq!(kept.size, Some(50 << 30));
+    assert!(kept.sha256.is_none());
+    assert!(kept.artifact_note.as_deref().unwrap().contains("sparse"));
+}

@@ -76,7 +76,12 @@ pub fn store_artifact(dir: &OwnedFd, sha256: &str, bytes: &[u8]) -> Option<Strin
 }
 
 /// Captures a file before its deletion: hash always, content when under the cap.
-pub fn capture_deleted(path: &str, artifacts: &OwnedFd, keep_max: u64) -> DeletedFile {
+pub fn capture_deleted(
+    path: &str,
+    artifacts: &OwnedFd,
+    keep_max: u64,
+    hash_max: u64,
+) -> DeletedFile {
     let mut out = DeletedFile {
         path: path.to_string(),
         size: None,
@@ -88,6 +93,11 @@ pub fn capture_deleted(path: &str, artifacts: &OwnedFd, keep_max: u64) -> Delete
         out.note = Some("not a regular file, or unreadable".into());
         return out;
     };
+    if size > hash_max {
+        out.size = Some(size);
+        out.note = Some(sparse_note(size));
+        return out;
+    }
     match read_content(file, size, keep_max) {
         Ok(c) => {
             out.size = Some(c.size);
@@ -102,13 +112,26 @@ pub fn capture_deleted(path: &str, artifacts: &OwnedFd, keep_max: u64) -> Delete
     out
 }
 
+/// Why a file was not hashed: its apparent size is beyond what the disk quota can hold, so
+/// it is sparse, and reading it would stall the monitor on zeros.
+pub fn sparse_note(size: u64) -> String {
+    format!("not hashed: apparent size {size} bytes exceeds the disk quota (a sparse file)")
+}
+
 /// sha256 of executed images, cached by identity so a shell run 500 times is hashed once.
-#[derive(Default)]
 pub struct ImageHashes {
     cache: HashMap<(u64, u64, u64, i64), String>,
+    hash_max: u64,
 }
 
 impl ImageHashes {
+    pub fn new(hash_max: u64) -> Self {
+        ImageHashes {
+            cache: HashMap::new(),
+            hash_max,
+        }
+    }
+
     /// Hash of the executable of `pid` (through `/proc/<pid>/exe`, so deleted and memfd
     /// images work too).
     pub fn of_process(&mut self, pid: i32) -> Option<String> {
@@ -122,6 +145,9 @@ impl ImageHashes {
         );
         if let Some(h) = self.cache.get(&key) {
             return Some(h.clone());
+        }
+        if meta.len() > self.hash_max {
+            return None;
         }
         let file = std::fs::File::open(&path).ok()?;
         let content = read_content(file, meta.len(), 0).ok()?;

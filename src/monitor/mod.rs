@@ -33,6 +33,8 @@ pub struct MonitorSetup {
     /// Directory for dropped-file artifacts of deleted files (outside the sandbox's view).
     pub artifacts: OwnedFd,
     pub artifact_max_bytes: u64,
+    /// Files larger than this are not hashed (they can only be sparse: the disk quota).
+    pub hash_max_bytes: u64,
     /// The compiled seccomp program for the sample.
     pub filter: Vec<libc::sock_filter>,
 }

@@ -35,6 +35,7 @@ struct Tracer {
     hashes: ImageHashes,
     artifacts: OwnedFd,
     artifact_max: u64,
+    hash_max: u64,
 }
 
 /// Starts the sample and records until its last process is gone. Returns the monitor's exit
@@ -54,9 +55,10 @@ pub fn run(setup: MonitorSetup) -> i32 {
         sink: Sink::new(BufWriter::new(setup.events)),
         tasks: HashMap::new(),
         sockets: HashMap::new(),
-        hashes: ImageHashes::default(),
+        hashes: ImageHashes::new(setup.hash_max_bytes),
         artifacts: setup.artifacts,
         artifact_max: setup.artifact_max_bytes,
+        hash_max: setup.hash_max_bytes,
     };
     t.tasks.insert(
         child.as_raw(),
@@ -325,7 +327,12 @@ impl Tracer {
             });
         }
         if let Some(Pending::Delete(file)) = &mut entry.pending {
-            *file = capture_deleted(&file.path, &self.artifacts, self.artifact_max);
+            *file = capture_deleted(
+                &file.path,
+                &self.artifacts,
+                self.artifact_max,
+                self.hash_max,
+            );
         }
         if entry.refuse {
             regs.orig_rax = u64::MAX;

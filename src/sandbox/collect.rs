@@ -116,6 +116,16 @@ impl Walker<'_> {
 
     fn regular(&mut self, host: &Path, guest: String, in_image: bool, size: u64) {
         let cap = self.spec.artifact_max_bytes;
+        if size > self.spec.limits.disk_bytes {
+            let note = Some(crate::monitor::files::sparse_note(size));
+            let state = if in_image {
+                FileState::Modified
+            } else {
+                FileState::Created
+            };
+            self.push(guest, state, Some(size), None, None, note);
+            return;
+        }
         let content = fs::File::open(host).and_then(|f| read_content(f, size, cap));
         let content = match content {
             Ok(c) => c,

@@ -111,6 +111,12 @@ pub enum Action {
     Trace,
     /// Deny `clone` when its flags ask for new namespaces; allow it otherwise.
     DenyNamespaceClone,
+    /// Trace an open whose flags (argument `flags_arg`) write, create or truncate, or lack
+    /// `O_CLOEXEC`; let read-only `O_CLOEXEC` opens (the dynamic loader, tar, most libraries:
+    /// the hot path) run untraced.
+    TraceOpen {
+        flags_arg: u32,
+    },
 }
 
 /// One entry of the policy.
@@ -133,8 +139,8 @@ macro_rules! rules {
 pub const POLICY: &[Rule] = rules! {
     Execve => Action::Trace, "process images and command lines";
     Execveat => Action::Trace, "process images, fileless execution from a memfd";
-    Open => Action::Trace, "files created or modified; /proc/<pid>/status TracerPid checks";
-    Openat => Action::Trace, "files created or modified; /proc/<pid>/status TracerPid checks";
+    Open => Action::TraceOpen { flags_arg: 1 }, "files created or modified; TracerPid checks";
+    Openat => Action::TraceOpen { flags_arg: 2 }, "files created or modified; TracerPid checks";
     Openat2 => Action::Trace, "files created or modified";
     Creat => Action::Trace, "files created";
     Unlink => Action::Trace, "files deleted (hashed before they go)";
@@ -379,6 +385,9 @@ fn jump(code: u32, k: u32, jt: u8, jf: u8) -> sock_filter {
     }
 }
 
+const OPEN_WRITE_FLAGS: u32 =
+    (libc::O_WRONLY | libc::O_RDWR | libc::O_CREAT | libc::O_TRUNC) as u32;
+const O_CLOEXEC: u32 = libc::O_CLOEXEC as u32;
 const LD_W_ABS: u32 = libc::BPF_LD | libc::BPF_W | libc::BPF_ABS;
 const JEQ_K: u32 = libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K;
 const JGE_K: u32 = libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K;
@@ -421,6 +430,17 @@ fn arch_block(arch: Arch) -> Vec<sock_filter> {
             Action::Trace => RET_TRACE,
             Action::DenyNamespaceClone => {
                 clone_nr = Some(nr);
+                continue;
+            }
+            Action::TraceOpen { flags_arg } => {
+                // Jumps are relative: skip to the next rule with nr still in A when the call
+                // differs; otherwise load the flags and return.
+                block.push(jump(JEQ_K, nr, 0, 5));
+                block.push(stmt(LD_W_ABS, OFFSET_ARG0_LOW + 8 * flags_arg));
+                block.push(jump(JSET_K, OPEN_WRITE_FLAGS, 2, 0));
+                block.push(jump(JSET_K, O_CLOEXEC, 0, 1));
+                block.push(stmt(RET_K, RET_ALLOW));
+                block.push(stmt(RET_K, RET_TRACE));
                 continue;
             }
         };
@@ -474,10 +494,16 @@ mod tests {
 
     /// A tiny classic-BPF interpreter, enough to run the generated program in tests.
     fn run(prog: &[sock_filter], arch: u32, nr: u32, arg0: u64) -> u32 {
+        run_args(prog, arch, nr, [arg0, 0, 0])
+    }
+
+    fn run_args(prog: &[sock_filter], arch: u32, nr: u32, args: [u64; 3]) -> u32 {
         let mut data = [0u8; 64];
         data[0..4].copy_from_slice(&nr.to_le_bytes());
         data[4..8].copy_from_slice(&arch.to_le_bytes());
-        data[16..24].copy_from_slice(&arg0.to_le_bytes());
+        for (i, a) in args.iter().enumerate() {
+            data[16 + 8 * i..24 + 8 * i].copy_from_slice(&a.to_le_bytes());
+        }
         let mut acc = 0u32;
         let mut pc = 0usize;
         loop {
@@ -584,6 +610,52 @@ mod tests {
             RET_KILL_PROCESS,
             "aarch64 is killed"
         );
+    }
+
+    #[test]
+    fn only_writing_or_non_cloexec_opens_are_traced() {
+        let prog = compile();
+        let x64 = AUDIT_ARCH_X86_64;
+        let cloexec = libc::O_CLOEXEC as u64;
+        let flags = |f: i32| f as u64;
+        // openat(dirfd, path, flags): flags are the third argument.
+        assert_eq!(
+            run_args(&prog, x64, 257, [0, 0, cloexec]),
+            RET_ALLOW,
+            "loader-style open"
+        );
+        assert_eq!(
+            run_args(&prog, x64, 257, [0, 0, 0]),
+            RET_TRACE,
+            "fopen(\"r\")"
+        );
+        let w = flags(libc::O_WRONLY | libc::O_CREAT) | cloexec;
+        assert_eq!(
+            run_args(&prog, x64, 257, [0, 0, w]),
+            RET_TRACE,
+            "write with O_CLOEXEC"
+        );
+        let rdwr = flags(libc::O_RDWR) | cloexec;
+        assert_eq!(run_args(&prog, x64, 257, [0, 0, rdwr]), RET_TRACE);
+        // open(path, flags): the second argument.
+        assert_eq!(run_args(&prog, x64, 2, [0, cloexec, 0]), RET_ALLOW);
+        assert_eq!(
+            run_args(&prog, x64, 2, [0, flags(libc::O_TRUNC), 0]),
+            RET_TRACE
+        );
+        // The rules after the open checks still see the call number.
+        assert_eq!(
+            run(&prog, x64, 62, 0),
+            RET_TRACE,
+            "kill after the open rules"
+        );
+        let x86 = AUDIT_ARCH_I386;
+        assert_eq!(
+            run_args(&prog, x86, 295, [0, 0, cloexec]),
+            RET_ALLOW,
+            "i386 openat"
+        );
+        assert_eq!(run_args(&prog, x86, 5, [0, 0, 0]), RET_TRACE, "i386 open");
     }
 
     #[test]

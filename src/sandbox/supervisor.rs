@@ -295,6 +295,7 @@ fn sandbox_init(spec: &SandboxSpec, layout: &RunLayout, fds: InitFds) -> Result<
         events: fds.events,
         artifacts: fds.artifacts,
         artifact_max_bytes: spec.artifact_max_bytes,
+        hash_max_bytes: spec.limits.disk_bytes,
         filter: seccomp::compile(),
     };
     drop(fds.errors);
