@@ -42,6 +42,8 @@ pub enum Command {
     Schema,
     /// Analyse every script of a directory and write a Markdown table of the results.
     Corpus(CorpusArgs),
+    /// Serve the REST API (durable queue in <data-dir>/aegis.db) until SIGTERM.
+    Serve(ServeArgs),
     /// Internal: the supervisor of one sandbox (started by the orchestrator).
     #[command(hide = true, name = "sandbox-exec")]
     SandboxExec {
@@ -75,6 +77,16 @@ pub struct AnalyzeArgs {
     /// Arguments passed to the sample.
     #[arg(last = true)]
     pub arguments: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (default: service.listen, 127.0.0.1:8002).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Analyses run at once (default: service.concurrency, else what the machine holds).
+    #[arg(long, value_name = "N")]
+    pub concurrency: Option<usize>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -150,6 +162,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Corpus(args) => {
             crate::corpus::run(&data, config, &args.dir, &args.markdown, args.timeout)
         }
+        Command::Serve(args) => serve(&data, config, args),
         Command::SandboxExec { .. } => Ok(0),
     }
 }
@@ -209,6 +222,15 @@ fn analyze(data: &DataDir, config: Config, args: AnalyzeArgs) -> Result<i32> {
             1
         },
     )
+}
+
+fn serve(data: &DataDir, config: Config, args: ServeArgs) -> Result<i32> {
+    let options = crate::service::ServeOptions {
+        listen: args.listen,
+        concurrency: args.concurrency,
+    };
+    crate::service::serve(data, config, options)?;
+    Ok(0)
 }
 
 fn copy_dir(from: &Path, to: &Path) -> Result<()> {

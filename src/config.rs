@@ -227,7 +227,15 @@ fn apply_service(s: &mut ServiceConfig, map: &Map<String, Value>) -> Result<(), 
             "retention_days" => s.retention_days = count(&full, value, 1, 36500)?,
             "min_free_disk" => s.min_free_disk_bytes = size_value(&full, value, 0)?,
             "api_tokens" => s.api_tokens = tokens(&full, value)?,
-            "webhook_url" => s.webhook_url = Some(string(&full, value, "an http:// URL")?),
+            "webhook_url" => {
+                const FORM: &str =
+                    "an http:// URL on a loopback host (127.0.0.0/8, [::1] or localhost)";
+                let url = string(&full, value, FORM)?;
+                if let Err(e) = crate::service::webhook::CallbackUrl::parse(&url) {
+                    return Err(invalid(&full, e.to_string(), FORM));
+                }
+                s.webhook_url = Some(url);
+            }
             "shutdown_grace" => s.shutdown_grace_s = seconds(&full, value)?,
             other => {
                 return Err(unknown(

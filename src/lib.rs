@@ -20,3 +20,4 @@ pub mod paths;
 pub mod report;
 pub mod sample;
 pub mod sandbox;
+pub mod service;

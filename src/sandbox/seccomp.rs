@@ -616,8 +616,8 @@ mod tests {
     fn only_writing_or_non_cloexec_opens_are_traced() {
         let prog = compile();
         let x64 = AUDIT_ARCH_X86_64;
-        let cloexec = libc::O_CLOEXEC as u64;
-        let flags = |f: i32| f as u64;
+        let flags = |f: i32| u64::from(f.unsigned_abs());
+        let cloexec = flags(libc::O_CLOEXEC);
         // openat(dirfd, path, flags): flags are the third argument.
         assert_eq!(
             run_args(&prog, x64, 257, [0, 0, cloexec]),

@@ -31,7 +31,7 @@ pub enum ArtifactError {
     Zip(#[from] zip::result::ZipError),
 }
 
-fn io_err(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> ArtifactError + '_ {
+fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> ArtifactError + 'a {
     move |source| ArtifactError::Io {
         op,
         path: path.to_path_buf(),
@@ -41,7 +41,11 @@ fn io_err(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> ArtifactEr
 
 /// The artifacts of `artifacts_dir` (all of them, or `only`), zipped with [`ZIP_PASSWORD`]
 /// into an unlinked scratch file positioned at its start.
-pub fn zip(artifacts_dir: &Path, only: Option<&ArtifactName>, scratch: &Path) -> Result<File, ArtifactError> {
+pub fn zip(
+    artifacts_dir: &Path,
+    only: Option<&ArtifactName>,
+    scratch: &Path,
+) -> Result<File, ArtifactError> {
     let names = match only {
         Some(name) => {
             if !is_regular(&artifacts_dir.join(name.as_str())) {
@@ -75,7 +79,8 @@ pub fn zip(artifacts_dir: &Path, only: Option<&ArtifactName>, scratch: &Path) ->
         io::copy(&mut input, &mut writer).map_err(io_err("read", &source))?;
     }
     let mut file = writer.finish()?;
-    file.seek(SeekFrom::Start(0)).map_err(io_err("rewind", &path))?;
+    file.seek(SeekFrom::Start(0))
+        .map_err(io_err("rewind", &path))?;
     Ok(file)
 }
 
@@ -123,7 +128,8 @@ mod tests {
         fs::write(art.join("dropped").join("b".repeat(64)), b"second").unwrap();
         fs::write(art.join("dropped").join("a".repeat(64)), b"first").unwrap();
         fs::write(art.join("dropped/not-a-hash"), b"ignored").unwrap();
-        std::os::unix::fs::symlink("/etc/passwd", art.join("dropped").join("c".repeat(64))).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", art.join("dropped").join("c".repeat(64)))
+            .unwrap();
         fs::write(art.join("stdout.bin"), b"out").unwrap();
         tmp
     }
@@ -133,7 +139,10 @@ mod tests {
         let tmp = sample_dir();
         let file = zip(&tmp.path().join("artifacts"), None, &tmp.path().join("tmp")).unwrap();
         let mut archive = zip::ZipArchive::new(file).unwrap();
-        let names: Vec<String> = archive.file_names().map(String::from).collect::<Vec<_>>();
+        let names: Vec<String> = archive
+            .file_names()
+            .map(|n| n.unwrap().into_owned())
+            .collect();
         let mut sorted = names.clone();
         sorted.sort();
         assert_eq!(
@@ -151,8 +160,38 @@ mod tests {
             .read_to_string(&mut text)
             .unwrap();
         assert_eq!(text, "first");
-        assert!(archive.by_name_decrypt("stdout.bin", b"wrong").is_err());
+        // A wrong password passes ZipCrypto's one-byte check once in 256; reading then fails.
+        let wrong = archive
+            .by_name_decrypt("stdout.bin", b"wrong")
+            .ok()
+            .and_then(|mut f| {
+                let mut bytes = Vec::new();
+                f.read_to_end(&mut bytes).ok().map(|_| bytes)
+            });
+        assert_eq!(wrong, None);
         assert_eq!(fs::read_dir(tmp.path().join("tmp")).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn no_wrong_password_yields_the_content_even_past_the_one_byte_check() {
+        let tmp = sample_dir();
+        let file = zip(&tmp.path().join("artifacts"), None, &tmp.path().join("tmp")).unwrap();
+        let mut archive = zip::ZipArchive::new(file).unwrap();
+        let mut passed_check = 0;
+        for n in 0..2000 {
+            let password = format!("wrong{n}");
+            let Ok(mut entry) = archive.by_name_decrypt("stdout.bin", password.as_bytes()) else {
+                continue;
+            };
+            passed_check += 1;
+            let mut bytes = Vec::new();
+            let read = entry.read_to_end(&mut bytes);
+            assert!(read.is_err() || bytes != b"out", "{password} opened it");
+        }
+        assert!(
+            passed_check > 0,
+            "no wrong password got past the check byte"
+        );
     }
 
     #[test]
@@ -160,7 +199,8 @@ mod tests {
         let tmp = sample_dir();
         let art = tmp.path().join("artifacts");
         let one = ArtifactName::parse("stdout.bin").unwrap();
-        let archive = zip::ZipArchive::new(zip(&art, Some(&one), &tmp.path().join("tmp")).unwrap()).unwrap();
+        let archive =
+            zip::ZipArchive::new(zip(&art, Some(&one), &tmp.path().join("tmp")).unwrap()).unwrap();
         assert_eq!(archive.len(), 1);
         let missing = ArtifactName::parse("stderr.bin").unwrap();
         assert!(matches!(

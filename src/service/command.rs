@@ -72,7 +72,9 @@ impl AnalysisId {
         let lengths = [8, 4, 4, 4, 12];
         let well_formed = groups.len() == lengths.len()
             && groups.iter().zip(lengths).all(|(g, n)| {
-                g.len() == n && g.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+                g.len() == n
+                    && g.bytes()
+                        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
             });
         well_formed.then(|| AnalysisId(text.to_string()))
     }
@@ -129,7 +131,12 @@ pub struct ArtifactName(String);
 impl ArtifactName {
     pub fn parse(text: &str) -> Option<ArtifactName> {
         let ok = match text.strip_prefix("dropped/") {
-            Some(hash) => hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()),
+            Some(hash) => {
+                hash.len() == 64
+                    && hash
+                        .bytes()
+                        .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+            }
             None => text == "stdout.bin" || text == "stderr.bin",
         };
         ok.then(|| ArtifactName(text.to_string()))
@@ -184,8 +191,14 @@ mod tests {
         ] {
             assert_eq!(ArtifactName::parse(bad), None, "{bad:?}");
         }
-        assert_eq!(ArtifactName::parse(&format!("dropped/{}", "A".repeat(64))), None);
-        assert_eq!(ArtifactName::parse(&format!("dropped/{}/x", "a".repeat(64))), None);
+        assert_eq!(
+            ArtifactName::parse(&format!("dropped/{}", "A".repeat(64))),
+            None
+        );
+        assert_eq!(
+            ArtifactName::parse(&format!("dropped/{}/x", "a".repeat(64))),
+            None
+        );
     }
 
     #[test]

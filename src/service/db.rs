@@ -86,9 +86,12 @@ pub fn open(path: &Path) -> Result<Connection, DbError> {
         source,
     };
     let conn = Connection::open(path).map_err(open_err)?;
-    conn.busy_timeout(Duration::from_secs(5)).map_err(open_err)?;
-    conn.pragma_update(None, "journal_mode", "WAL").map_err(open_err)?;
-    conn.pragma_update(None, "synchronous", "FULL").map_err(open_err)?;
+    conn.busy_timeout(Duration::from_secs(5))
+        .map_err(open_err)?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(open_err)?;
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(open_err)?;
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .map_err(open_err)?;
@@ -100,7 +103,8 @@ pub fn open(path: &Path) -> Result<Connection, DbError> {
         });
     }
     conn.execute_batch(SCHEMA).map_err(open_err)?;
-    conn.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(open_err)?;
+    conn.pragma_update(None, "user_version", SCHEMA_VERSION)
+        .map_err(open_err)?;
     Ok(conn)
 }
 
@@ -209,7 +213,8 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("aegis.db");
         let conn = open(&path).unwrap();
-        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1).unwrap();
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
         drop(conn);
         let err = open(&path).unwrap_err();
         assert!(matches!(err, DbError::TooNew { found, .. } if found == SCHEMA_VERSION + 1));

@@ -22,6 +22,23 @@ pub fn free_disk_bytes(path: &Path) -> Option<u64> {
     Some(stat.blocks_available() as u64 * stat.fragment_size() as u64)
 }
 
+/// A byte count for people: `70.5 GiB`, `1000 TiB`, `512 B`.
+#[allow(clippy::cast_precision_loss)]
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if value.fract() == 0.0 {
+        format!("{value:.0} {}", UNITS[unit])
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
 /// `MemAvailable` from `/proc/meminfo`, in bytes.
 fn available_memory() -> Option<u64> {
     let text = std::fs::read_to_string("/proc/meminfo").ok()?;
@@ -109,8 +126,8 @@ impl Probe {
         if self.disk_low() {
             reasons.push(format!(
                 "disk low: {} free in the data directory, below service.min_free_disk ({})",
-                crate::config::format_size(self.free_disk.unwrap_or(0)),
-                crate::config::format_size(self.min_free_disk)
+                human_bytes(self.free_disk.unwrap_or(0)),
+                human_bytes(self.min_free_disk)
             ));
         }
         reasons
@@ -140,17 +157,45 @@ mod tests {
     #[test]
     fn each_problem_is_named_with_its_category() {
         let table: Vec<(Probe, &str)> = vec![
-            (Probe { root: false, ..healthy() }, "backend unavailable: the native sandbox needs root"),
-            (Probe { cgroup: Err("no cgroup".into()), ..healthy() }, "backend unavailable: no cgroup"),
-            (Probe { image: Ok(false), ..healthy() }, "image missing: guest image `linux` is not built"),
-            (Probe { free_disk: Some(1 << 20), ..healthy() }, "disk low: 1m free in the data directory, below service.min_free_disk (1g)"),
+            (
+                Probe {
+                    root: false,
+                    ..healthy()
+                },
+                "backend unavailable: the native sandbox needs root",
+            ),
+            (
+                Probe {
+                    cgroup: Err("no cgroup".into()),
+                    ..healthy()
+                },
+                "backend unavailable: no cgroup",
+            ),
+            (
+                Probe {
+                    image: Ok(false),
+                    ..healthy()
+                },
+                "image missing: guest image `linux` is not built",
+            ),
+            (
+                Probe {
+                    free_disk: Some(1 << 20),
+                    ..healthy()
+                },
+                "disk low: 1 MiB free in the data directory, below service.min_free_disk (1 GiB)",
+            ),
         ];
         for (probe, reason) in table {
             let reasons = probe.reasons();
             assert_eq!(reasons.len(), 1, "{reasons:?}");
             assert!(reasons[0].starts_with(reason), "{reasons:?}");
         }
-        assert!(!Probe { root: false, ..healthy() }.backend_available());
+        assert!(!Probe {
+            root: false,
+            ..healthy()
+        }
+        .backend_available());
     }
 
     #[test]
@@ -160,6 +205,15 @@ mod tests {
         assert_eq!(fit(8, Some(4 << 30), &s), 3);
         assert_eq!(fit(1, Some(100 << 20), &s), 1);
         assert_eq!(fit(2, None, &s), 4);
+    }
+
+    #[test]
+    fn byte_counts_read_as_people_write_them() {
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(1 << 30), "1 GiB");
+        assert_eq!(human_bytes(1000 << 40), "1000 TiB");
+        assert_eq!(human_bytes(75_660_000_000), "70.5 GiB");
     }
 
     #[test]

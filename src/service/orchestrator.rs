@@ -12,6 +12,7 @@
 
 use std::fs::{self, File};
 use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -27,7 +28,7 @@ use super::command::{AnalysisId, ArtifactName, ListFilter, Status, Submission};
 use super::db::{AnalysisRow, DbError};
 use super::host::{self, Probe};
 use super::queue::{CancelResult, DeleteResult, Queue};
-use super::webhook::Webhooks;
+use super::webhook::{CallbackUrl, Webhooks};
 use super::worker::WorkSignal;
 
 /// How long `cancel` waits for a running job's sandbox to be torn down before answering.
@@ -65,7 +66,10 @@ pub enum OrchestratorError {
     Artifact(ArtifactError),
 }
 
-fn io_err(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> OrchestratorError + '_ {
+fn io_err<'a>(
+    op: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(io::Error) -> OrchestratorError + 'a {
     move |source| OrchestratorError::Io {
         op,
         path: path.to_path_buf(),
@@ -116,6 +120,8 @@ pub struct Orchestrator {
     work: Arc<WorkSignal>,
     webhooks: Webhooks,
     capacity: usize,
+    /// `service.webhook_url`: the callback of submissions that name none.
+    default_callback: Option<CallbackUrl>,
     draining: AtomicBool,
 }
 
@@ -127,6 +133,7 @@ impl Orchestrator {
         work: Arc<WorkSignal>,
         webhooks: Webhooks,
         capacity: usize,
+        default_callback: Option<CallbackUrl>,
     ) -> Orchestrator {
         Orchestrator {
             data,
@@ -135,6 +142,7 @@ impl Orchestrator {
             work,
             webhooks,
             capacity,
+            default_callback,
             draining: AtomicBool::new(false),
         }
     }
@@ -148,12 +156,21 @@ impl Orchestrator {
         self.draining.store(true, Ordering::SeqCst);
     }
 
-    /// Stores the sample, queues the analysis and wakes a worker.
-    pub fn submit(&self, submission: Submission) -> Result<Accepted, OrchestratorError> {
+    /// Whether a submission of about `incoming` bytes would be accepted now (not draining,
+    /// enough disk). Cheap: the API asks before reading a body, and `submit` asks again.
+    pub fn admit(&self, incoming: u64) -> Result<(), OrchestratorError> {
         if self.draining.load(Ordering::SeqCst) {
             return Err(OrchestratorError::ShuttingDown);
         }
-        self.check_disk(submission.bytes.len() as u64)?;
+        self.check_disk(incoming)
+    }
+
+    /// Stores the sample, queues the analysis and wakes a worker.
+    pub fn submit(&self, mut submission: Submission) -> Result<Accepted, OrchestratorError> {
+        if submission.callback_url.is_none() {
+            submission.callback_url = self.default_callback.clone();
+        }
+        self.admit(submission.bytes.len() as u64)?;
         let id = AnalysisId::generate();
         let sha256 = hex::encode(Sha256::digest(&submission.bytes));
         let path = sample_path(&self.data, &id);
@@ -182,8 +199,8 @@ impl Orchestrator {
         let min = self.config.service.min_free_disk_bytes;
         match host::free_disk_bytes(self.data.root()) {
             Some(free) if free.saturating_sub(incoming) < min => Err(OrchestratorError::DiskLow {
-                free: crate::config::format_size(free),
-                min: crate::config::format_size(min),
+                free: host::human_bytes(free),
+                min: host::human_bytes(min),
             }),
             _ => Ok(()),
         }
@@ -251,7 +268,9 @@ impl Orchestrator {
             // Cancelled first, so no worker can claim it while its sample is removed.
             Status::Queued => match self.queue.cancel(id)? {
                 CancelResult::Cancelled | CancelResult::Finished(_) => {}
-                CancelResult::Cancelling => return Err(OrchestratorError::StillRunning(id.clone())),
+                CancelResult::Cancelling => {
+                    return Err(OrchestratorError::StillRunning(id.clone()))
+                }
                 CancelResult::NotFound => return Err(OrchestratorError::NotFound(id.clone())),
             },
             _ => {}
@@ -269,7 +288,11 @@ impl Orchestrator {
 
     /// The artifacts of a finished analysis (or one of them) as a zip encrypted with
     /// `infected`, ready to stream.
-    pub fn artifacts(&self, id: &AnalysisId, only: Option<&ArtifactName>) -> Result<File, OrchestratorError> {
+    pub fn artifacts(
+        &self,
+        id: &AnalysisId,
+        only: Option<&ArtifactName>,
+    ) -> Result<File, OrchestratorError> {
         let row = self
             .queue
             .get(id)?
@@ -329,9 +352,18 @@ fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), OrchestratorError> {
     fs::create_dir_all(dir).map_err(io_err("create", dir))?;
     let tmp = dir.join(format!(
         ".{}.tmp",
-        path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
+        path.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default()
     ));
-    let mut file = File::create(&tmp).map_err(io_err("create", &tmp))?;
+    // Only root reads samples: they may be live malware.
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io_err("create", &tmp))?;
     file.write_all(bytes).map_err(io_err("write", &tmp))?;
     file.sync_all().map_err(io_err("sync", &tmp))?;
     fs::rename(&tmp, path).map_err(io_err("rename", path))?;

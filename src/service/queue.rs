@@ -252,12 +252,15 @@ impl Queue {
         let tx = inner.conn.transaction().map_err(sql("begin recover"))?;
         let stale: Vec<(String, u32, bool)> = {
             let mut stmt = tx
-                .prepare("SELECT id, attempts, cancel_requested FROM analyses WHERE status = 'running'")
+                .prepare(
+                    "SELECT id, attempts, cancel_requested FROM analyses WHERE status = 'running'",
+                )
                 .map_err(sql("select running"))?;
             let rows = stmt
                 .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
                 .map_err(sql("select running"))?;
-            rows.collect::<Result<_, _>>().map_err(sql("select running"))?
+            rows.collect::<Result<_, _>>()
+                .map_err(sql("select running"))?
         };
         let mut recovered = Recovered::default();
         for (id, attempts, cancel_requested) in stale {
@@ -306,7 +309,13 @@ impl Queue {
                     params![id.as_str(), now],
                 )
                 .map_err(sql("cancel"))?;
-                log_transition(&tx, id, &now, Status::Cancelled, Some("cancelled while queued"))?;
+                log_transition(
+                    &tx,
+                    id,
+                    &now,
+                    Status::Cancelled,
+                    Some("cancelled while queued"),
+                )?;
                 tx.commit().map_err(sql("commit cancel"))?;
                 Ok(CancelResult::Cancelled)
             }
@@ -396,18 +405,20 @@ impl Queue {
         Ok((page, total))
     }
 
-    /// How many jobs are queued and running.
+    /// How many jobs are queued and running (through the queue index, not a table scan).
     pub fn counts(&self) -> Result<(u64, u64), DbError> {
         let inner = self.lock()?;
-        inner
-            .conn
-            .query_row(
-                "SELECT COALESCE(SUM(status = 'queued'), 0), COALESCE(SUM(status = 'running'), 0) \
-                 FROM analyses",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .map_err(sql("count queue"))
+        let count = |status: &str| -> Result<u64, DbError> {
+            inner
+                .conn
+                .query_row(
+                    "SELECT COUNT(*) FROM analyses WHERE status = ?1",
+                    params![status],
+                    |r| r.get(0),
+                )
+                .map_err(sql("count queue"))
+        };
+        Ok((count("queued")?, count("running")?))
     }
 
     /// Finished analyses that ended before `cutoff` (a stored timestamp).
@@ -450,16 +461,24 @@ impl Queue {
     }
 
     /// The state changes of one analysis, oldest first: `(at, status, detail)`.
-    pub fn transitions(&self, id: &AnalysisId) -> Result<Vec<(String, String, Option<String>)>, DbError> {
+    pub fn transitions(
+        &self,
+        id: &AnalysisId,
+    ) -> Result<Vec<(String, String, Option<String>)>, DbError> {
         let inner = self.lock()?;
         let mut stmt = inner
             .conn
-            .prepare("SELECT at, status, detail FROM transitions WHERE analysis_id = ?1 ORDER BY rowid")
+            .prepare(
+                "SELECT at, status, detail FROM transitions WHERE analysis_id = ?1 ORDER BY rowid",
+            )
             .map_err(sql("select transitions"))?;
         let rows = stmt
-            .query_map(params![id.as_str()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .query_map(params![id.as_str()], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
             .map_err(sql("select transitions"))?;
-        rows.collect::<Result<_, _>>().map_err(sql("select transitions"))
+        rows.collect::<Result<_, _>>()
+            .map_err(sql("select transitions"))
     }
 
     /// Finished analyses whose callback has not been delivered yet.
@@ -503,7 +522,10 @@ impl Queue {
             return Ok(None);
         };
         let row = row?;
-        Ok(row.callback_url.clone().map(|url| WebhookJob { url, row, attempts }))
+        Ok(row
+            .callback_url
+            .clone()
+            .map(|url| WebhookJob { url, row, attempts }))
     }
 
     /// Records one delivery attempt; `state` is `pending`, `delivered` or `failed`.
@@ -591,7 +613,8 @@ mod tests {
         let low1 = submit(&q, 1);
         let high = submit(&q, 9);
         let low2 = submit(&q, 1);
-        let order: Vec<AnalysisId> = std::iter::from_fn(|| q.claim().unwrap().map(|c| c.row.id)).collect();
+        let order: Vec<AnalysisId> =
+            std::iter::from_fn(|| q.claim().unwrap().map(|c| c.row.id)).collect();
         assert_eq!(order, vec![high, low1, low2]);
     }
 
@@ -614,13 +637,27 @@ mod tests {
         let (_tmp, q) = queue();
         let id = submit(&q, 5);
         q.claim().unwrap().unwrap();
-        assert_eq!(q.finish(&id, &Outcome::Interrupted).unwrap(), Status::Queued);
+        assert_eq!(
+            q.finish(&id, &Outcome::Interrupted).unwrap(),
+            Status::Queued
+        );
         q.claim().unwrap().unwrap();
-        assert_eq!(q.finish(&id, &Outcome::Interrupted).unwrap(), Status::Failed);
+        assert_eq!(
+            q.finish(&id, &Outcome::Interrupted).unwrap(),
+            Status::Failed
+        );
         let row = q.get(&id).unwrap().unwrap();
         assert_eq!(row.error.as_deref(), Some(INTERRUPTED));
-        let statuses: Vec<String> = q.transitions(&id).unwrap().into_iter().map(|t| t.1).collect();
-        assert_eq!(statuses, ["queued", "running", "queued", "running", "failed"]);
+        let statuses: Vec<String> = q
+            .transitions(&id)
+            .unwrap()
+            .into_iter()
+            .map(|t| t.1)
+            .collect();
+        assert_eq!(
+            statuses,
+            ["queued", "running", "queued", "running", "failed"]
+        );
     }
 
     #[test]
@@ -640,7 +677,10 @@ mod tests {
         assert_eq!(q.cancel(&cancelled).unwrap(), CancelResult::Cancelling);
         let rec = q.recover().unwrap();
         assert_eq!(rec.cancelled, vec![cancelled.clone()]);
-        assert_eq!(q.get(&cancelled).unwrap().unwrap().status, Status::Cancelled);
+        assert_eq!(
+            q.get(&cancelled).unwrap().unwrap().status,
+            Status::Cancelled
+        );
     }
 
     #[test]
@@ -653,12 +693,18 @@ mod tests {
         assert_eq!(c.token.reason(), Some(CancelReason::User));
         c.token.cancel(CancelReason::Shutdown);
         assert_eq!(c.token.reason(), Some(CancelReason::User));
-        assert_eq!(q.finish(&id, &Outcome::Cancelled).unwrap(), Status::Cancelled);
+        assert_eq!(
+            q.finish(&id, &Outcome::Cancelled).unwrap(),
+            Status::Cancelled
+        );
         assert_eq!(
             q.cancel(&id).unwrap(),
             CancelResult::Finished(Status::Cancelled)
         );
-        assert_eq!(q.cancel(&AnalysisId::generate()).unwrap(), CancelResult::NotFound);
+        assert_eq!(
+            q.cancel(&AnalysisId::generate()).unwrap(),
+            CancelResult::NotFound
+        );
     }
 
     #[test]

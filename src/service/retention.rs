@@ -59,9 +59,12 @@ pub fn remove_orphan_samples(queue: &Queue, data: &DataDir) -> Result<usize, Orc
 pub async fn run(queue: Arc<Queue>, data: DataDir, days: u64) {
     loop {
         let (q, d) = (queue.clone(), data.clone());
-        let pass = tokio::task::spawn_blocking(move || expire(&q, &d, days, chrono::Utc::now())).await;
+        let pass =
+            tokio::task::spawn_blocking(move || expire(&q, &d, days, chrono::Utc::now())).await;
         match pass {
-            Ok(Ok(ids)) if !ids.is_empty() => tracing::info!(count = ids.len(), days, "expired analyses removed"),
+            Ok(Ok(ids)) if !ids.is_empty() => {
+                tracing::info!(count = ids.len(), days, "expired analyses removed")
+            }
             Ok(Ok(_)) => {}
             Ok(Err(e)) => tracing::error!(error = %e, "retention pass failed"),
             Err(e) => tracing::error!(error = %e, "retention task failed"),

@@ -183,7 +183,9 @@ async fn deliver(queue: &Arc<Queue>, id: &AnalysisId) {
         let job = match job {
             Ok(Ok(Some(job))) => job,
             Ok(Ok(None)) => return,
-            Ok(Err(e)) => return tracing::error!(analysis_id = %id, error = %e, "webhook: cannot read analysis"),
+            Ok(Err(e)) => {
+                return tracing::error!(analysis_id = %id, error = %e, "webhook: cannot read analysis")
+            }
             Err(e) => return tracing::error!(analysis_id = %id, error = %e, "webhook task failed"),
         };
         let result = attempt(&job.url, &Callback::of(&job.row)).await;
@@ -194,8 +196,12 @@ async fn deliver(queue: &Arc<Queue>, id: &AnalysisId) {
             (Err(_), None) => "failed",
         };
         match &result {
-            Ok(()) => tracing::info!(analysis_id = %id, attempt = job.attempts + 1, "callback delivered"),
-            Err(e) => tracing::warn!(analysis_id = %id, attempt = job.attempts + 1, error = %e, state, "callback failed"),
+            Ok(()) => {
+                tracing::info!(analysis_id = %id, attempt = job.attempts + 1, "callback delivered")
+            }
+            Err(e) => {
+                tracing::warn!(analysis_id = %id, attempt = job.attempts + 1, error = %e, state, "callback failed")
+            }
         }
         let recorded = {
             let (queue, id) = (queue.clone(), id.clone());
@@ -243,10 +249,16 @@ async fn post(url: &CallbackUrl, body: Vec<u8>) -> Result<u16, String> {
     let request = hyper::Request::post(url.path.as_str())
         .header(hyper::header::HOST, url.host_header.as_str())
         .header(hyper::header::CONTENT_TYPE, "application/json")
-        .header(hyper::header::USER_AGENT, concat!("aegis/", env!("CARGO_PKG_VERSION")))
+        .header(
+            hyper::header::USER_AGENT,
+            concat!("aegis/", env!("CARGO_PKG_VERSION")),
+        )
         .body(Full::new(Bytes::from(body)))
         .map_err(|e| e.to_string())?;
-    let response = sender.send_request(request).await.map_err(|e| e.to_string());
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| e.to_string());
     connection.abort();
     Ok(response?.status().as_u16())
 }
@@ -258,11 +270,26 @@ mod tests {
     #[test]
     fn loopback_urls_are_accepted_with_their_connect_address() {
         let table = [
-            ("http://127.0.0.1:9000/hook", "127.0.0.1:9000", "127.0.0.1:9000", "/hook"),
-            ("http://localhost/cb?x=1", "127.0.0.1:80", "localhost", "/cb?x=1"),
+            (
+                "http://127.0.0.1:9000/hook",
+                "127.0.0.1:9000",
+                "127.0.0.1:9000",
+                "/hook",
+            ),
+            (
+                "http://localhost/cb?x=1",
+                "127.0.0.1:80",
+                "localhost",
+                "/cb?x=1",
+            ),
             ("http://LOCALHOST:81", "127.0.0.1:81", "localhost:81", "/"),
             ("http://[::1]:8080/a", "[::1]:8080", "[::1]:8080", "/a"),
-            ("http://127.255.0.9:1/", "127.255.0.9:1", "127.255.0.9:1", "/"),
+            (
+                "http://127.255.0.9:1/",
+                "127.255.0.9:1",
+                "127.255.0.9:1",
+                "/",
+            ),
             ("http://0x7f.1:5/", "127.0.0.1:5", "127.0.0.1:5", "/"),
         ];
         for (text, addr, host, path) in table {
@@ -276,12 +303,19 @@ mod tests {
     #[test]
     fn everything_that_could_leave_the_host_is_refused() {
         let table = [
-            ("http://example.com/hook", "host `example.com` is not loopback"),
+            (
+                "http://example.com/hook",
+                "host `example.com` is not loopback",
+            ),
             ("http://10.0.0.1/", "host `10.0.0.1` is not loopback"),
             ("http://0.0.0.0/", "host `0.0.0.0` is not loopback"),
             ("http://[::ffff:127.0.0.1]/", "is not loopback"),
             ("http://[::]/", "is not loopback"),
-            ("http://127.0.0.1@evil.example/", "host `evil.example` is not loopback"),
+            ("http://127.0.0.1@evil.example/", "it carries credentials"),
+            (
+                "http://evil.example#@127.0.0.1/",
+                "host `evil.example` is not loopback",
+            ),
             ("http://user:pw@127.0.0.1/", "it carries credentials"),
             ("http://localhost.evil.example/", "is not loopback"),
             ("http://localhost./", "is not loopback"),
@@ -298,7 +332,29 @@ mod tests {
             assert!(err.ends_with(POLICY), "{text}: {err}");
         }
         let long = format!("http://127.0.0.1/{}", "a".repeat(MAX_URL_BYTES));
-        assert!(CallbackUrl::parse(&long).unwrap_err().to_string().contains("longer than"));
+        assert!(CallbackUrl::parse(&long)
+            .unwrap_err()
+            .to_string()
+            .contains("longer than"));
+    }
+
+    #[test]
+    fn config_refuses_a_webhook_url_off_loopback() {
+        use serde_json::json;
+        let ok = crate::config::Config::from_value(
+            &json!({"service": {"webhook_url": "http://localhost:9/x"}}),
+        )
+        .unwrap();
+        assert_eq!(
+            ok.service.webhook_url.as_deref(),
+            Some("http://localhost:9/x")
+        );
+        let err = crate::config::Config::from_value(
+            &json!({"service": {"webhook_url": "http://10.1.2.3/"}}),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.starts_with("config key `service.webhook_url`: callback URL is not allowed: host `10.1.2.3` is not loopback"), "{err}");
     }
 
     #[tokio::test]
@@ -314,7 +370,9 @@ mod tests {
                 let n = sock.read(&mut buf).await.unwrap();
                 got.extend_from_slice(&buf[..n]);
             }
-            sock.write_all(b"HTTP/1.1 503 Busy\r\ncontent-length: 0\r\n\r\n").await.unwrap();
+            sock.write_all(b"HTTP/1.1 503 Busy\r\ncontent-length: 0\r\n\r\n")
+                .await
+                .unwrap();
             String::from_utf8(got).unwrap()
         });
         let body = Callback {
@@ -329,8 +387,17 @@ mod tests {
         let err = attempt(&url, &body).await.unwrap_err();
         assert!(err.to_string().ends_with("answered HTTP 503"), "{err}");
         let request = server.await.unwrap();
-        assert!(request.starts_with("POST /hook?k=v HTTP/1.1\r\n"), "{request}");
-        assert!(request.contains(&format!("host: localhost:{port}\r\n")), "{request}");
-        assert!(request.contains("content-type: application/json\r\n"), "{request}");
+        assert!(
+            request.starts_with("POST /hook?k=v HTTP/1.1\r\n"),
+            "{request}"
+        );
+        assert!(
+            request.contains(&format!("host: localhost:{port}\r\n")),
+            "{request}"
+        );
+        assert!(
+            request.contains("content-type: application/json\r\n"),
+            "{request}"
+        );
     }
 }

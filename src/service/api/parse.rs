@@ -50,8 +50,6 @@ pub const JSON_FIELDS: &[&str] = &[
 pub enum InputError {
     #[error("request body is not valid JSON: {0}")]
     MalformedJson(String),
-    #[error("request body must be a JSON object, not {0}")]
-    NotAnObject(&'static str),
     #[error("unknown field `{field}`; accepted fields: {accepted}")]
     UnknownField { field: String, accepted: String },
     #[error("missing field `{0}`")]
@@ -66,6 +64,8 @@ pub enum InputError {
     EmptySample,
     #[error("multipart body is malformed: {0}")]
     MalformedMultipart(String),
+    #[error("request body could not be read: {0}")]
+    UnreadableBody(String),
     #[error("{0}")]
     InvalidQuery(String),
     #[error("{shown} is not an analysis id (a lowercase UUID such as 1b4e28ba-2fa1-4d3b-a3f5-ef19b5a7633b)")]
@@ -78,7 +78,7 @@ impl InputError {
     /// The stable code of the error, as the API's error body carries it.
     pub fn code(&self) -> &'static str {
         match self {
-            InputError::MalformedJson(_) | InputError::NotAnObject(_) => "malformed_json",
+            InputError::MalformedJson(_) => "malformed_json",
             InputError::UnknownField { .. } => "unknown_field",
             InputError::MissingField(_) => "missing_field",
             InputError::DuplicateField(_) => "duplicate_field",
@@ -86,6 +86,7 @@ impl InputError {
             InputError::InvalidBase64(_) => "invalid_base64",
             InputError::EmptySample => "empty_sample",
             InputError::MalformedMultipart(_) => "malformed_multipart",
+            InputError::UnreadableBody(_) => "unreadable_body",
             InputError::InvalidQuery(_) => "invalid_query",
             InputError::InvalidId { .. } => "invalid_id",
             InputError::InvalidArtifactName { .. } => "invalid_artifact_name",
@@ -113,7 +114,8 @@ impl Raw<'_> {
     /// What the value is, for a message (never the whole of a long value).
     fn describe(&self) -> String {
         match self {
-            Raw::Json(Value::String(s)) | Raw::Text(s) => format!("the string {}", shown(s)),
+            Raw::Json(Value::String(s)) => format!("the string {}", shown(s)),
+            Raw::Text(s) => format!("the string {}", shown(s)),
             Raw::Json(Value::Number(n)) => shown(&n.to_string()).trim_matches('"').to_string(),
             Raw::Json(v) => json_kind(v).to_string(),
         }
@@ -195,7 +197,11 @@ impl Draft {
     }
 
     /// The bytes of a multipart `file` part and the file name it carried.
-    pub fn set_file(&mut self, bytes: Vec<u8>, part_file_name: Option<String>) -> Result<(), InputError> {
+    pub fn set_file(
+        &mut self,
+        bytes: Vec<u8>,
+        part_file_name: Option<String>,
+    ) -> Result<(), InputError> {
         if self.bytes.is_some() {
             return Err(InputError::DuplicateField("file".into()));
         }
@@ -210,22 +216,37 @@ impl Draft {
             Raw::Json(Value::Array(items)) => {
                 for item in items {
                     let Value::String(s) = item else {
-                        return Err(invalid("arguments", format!("must be a list of strings; found {}", json_kind(item))));
+                        return Err(invalid(
+                            "arguments",
+                            format!("must be a list of strings; found {}", json_kind(item)),
+                        ));
                     };
                     list.push(argument(s)?);
                 }
             }
             Raw::Text(s) => list.push(argument(s)?),
-            other => return Err(invalid("arguments", format!("must be a list of strings, not {}", other.describe()))),
+            other => {
+                return Err(invalid(
+                    "arguments",
+                    format!("must be a list of strings, not {}", other.describe()),
+                ))
+            }
         }
         if list.len() > MAX_ARGUMENTS {
-            return Err(invalid("arguments", format!("has {} entries; at most {MAX_ARGUMENTS}", list.len())));
+            return Err(invalid(
+                "arguments",
+                format!("has {} entries; at most {MAX_ARGUMENTS}", list.len()),
+            ));
         }
         Ok(())
     }
 
     /// The finished submission. `file_field` names the field that carries the bytes.
-    pub fn finish(self, file_field: &'static str, config: &Config) -> Result<Submission, InputError> {
+    pub fn finish(
+        self,
+        file_field: &'static str,
+        config: &Config,
+    ) -> Result<Submission, InputError> {
         let bytes = self.bytes.ok_or(InputError::MissingField(file_field))?;
         if bytes.is_empty() {
             return Err(InputError::EmptySample);
@@ -259,11 +280,51 @@ fn invalid(field: &'static str, reason: String) -> InputError {
 
 /// A JSON submission: `{"file_data": "<base64>", "file_name": ..., ...}`.
 pub fn json_submission(body: &[u8], config: &Config) -> Result<Submission, InputError> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| InputError::MalformedJson(e.to_string()))?;
-    let Value::Object(map) = value else {
-        return Err(InputError::NotAnObject(json_kind(&value)));
-    };
-    draft_from_map(&map, config)?.finish("file_data", config)
+    let object: UniqueObject =
+        serde_json::from_slice(body).map_err(|e| InputError::MalformedJson(e.to_string()))?;
+    if let Some(key) = object.duplicate {
+        return Err(InputError::DuplicateField(
+            shown(&key).trim_matches('"').to_string(),
+        ));
+    }
+    draft_from_map(&object.map, config)?.finish("file_data", config)
+}
+
+/// A JSON object that remembers a repeated key (serde_json alone keeps the last one silently,
+/// so two parsers could disagree on which `file_data` was meant).
+struct UniqueObject {
+    map: Map<String, Value>,
+    duplicate: Option<String>,
+}
+
+impl<'de> serde::Deserialize<'de> for UniqueObject {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Fields;
+        impl<'de> serde::de::Visitor<'de> for Fields {
+            type Value = UniqueObject;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut access: A,
+            ) -> Result<UniqueObject, A::Error> {
+                let mut object = UniqueObject {
+                    map: Map::new(),
+                    duplicate: None,
+                };
+                while let Some(key) = access.next_key::<String>()? {
+                    let value: Value = access.next_value()?;
+                    if object.map.insert(key.clone(), value).is_some() && object.duplicate.is_none()
+                    {
+                        object.duplicate = Some(key);
+                    }
+                }
+                Ok(object)
+            }
+        }
+        d.deserialize_map(Fields)
+    }
 }
 
 fn draft_from_map(map: &Map<String, Value>, config: &Config) -> Result<Draft, InputError> {
@@ -279,7 +340,10 @@ fn draft_from_map(map: &Map<String, Value>, config: &Config) -> Result<Draft, In
 
 fn file_name(raw: Raw<'_>) -> Result<String, InputError> {
     let Some(name) = raw.as_str() else {
-        return Err(invalid("file_name", format!("must be a string, not {}", raw.describe())));
+        return Err(invalid(
+            "file_name",
+            format!("must be a string, not {}", raw.describe()),
+        ));
     };
     if name.is_empty() {
         return Err(invalid("file_name", "is empty".into()));
@@ -290,7 +354,10 @@ fn file_name(raw: Raw<'_>) -> Result<String, InputError> {
     if name.len() > MAX_FILE_NAME_BYTES {
         return Err(invalid(
             "file_name",
-            format!("is {} bytes long; at most {MAX_FILE_NAME_BYTES}", name.len()),
+            format!(
+                "is {} bytes long; at most {MAX_FILE_NAME_BYTES}",
+                name.len()
+            ),
         ));
     }
     Ok(name.to_string())
@@ -322,7 +389,8 @@ fn memory(raw: Raw<'_>, max: u64) -> Result<u64, InputError> {
     );
     let bytes = match raw {
         Raw::Json(Value::Number(n)) => n.as_u64().ok_or_else(|| format!("got {}", raw.describe())),
-        Raw::Json(Value::String(s)) | Raw::Text(s) => config::parse_size(s),
+        Raw::Json(Value::String(s)) => config::parse_size(s),
+        Raw::Text(s) => config::parse_size(s),
         _ => Err(format!("got {}", raw.describe())),
     };
     match bytes {
@@ -336,7 +404,8 @@ fn cpus(raw: Raw<'_>, max: f64) -> Result<f64, InputError> {
     let form = format!("must be a number of CPUs from 0.01 to {max} (the configured limit)");
     let parsed = match raw {
         Raw::Json(Value::Number(n)) => config::parse_cpus(&n.to_string()),
-        Raw::Json(Value::String(s)) | Raw::Text(s) => config::parse_cpus(s),
+        Raw::Json(Value::String(s)) => config::parse_cpus(s),
+        Raw::Text(s) => config::parse_cpus(s),
         _ => Err(format!("got {}", raw.describe())),
     };
     match parsed {
@@ -368,12 +437,18 @@ fn priority(raw: Raw<'_>) -> Result<i64, InputError> {
 
 fn argument(s: &str) -> Result<String, InputError> {
     if s.contains('\0') {
-        return Err(invalid("arguments", "contains an argument with a NUL byte".into()));
+        return Err(invalid(
+            "arguments",
+            "contains an argument with a NUL byte".into(),
+        ));
     }
     if s.len() > MAX_ARGUMENT_BYTES {
         return Err(invalid(
             "arguments",
-            format!("contains an argument of {} bytes; at most {MAX_ARGUMENT_BYTES}", s.len()),
+            format!(
+                "contains an argument of {} bytes; at most {MAX_ARGUMENT_BYTES}",
+                s.len()
+            ),
         ));
     }
     Ok(s.to_string())
@@ -381,14 +456,20 @@ fn argument(s: &str) -> Result<String, InputError> {
 
 fn callback_url(raw: Raw<'_>) -> Result<CallbackUrl, InputError> {
     let Some(text) = raw.as_str() else {
-        return Err(invalid("callback_url", format!("must be a string, not {}", raw.describe())));
+        return Err(invalid(
+            "callback_url",
+            format!("must be a string, not {}", raw.describe()),
+        ));
     };
     CallbackUrl::parse(text).map_err(|e| invalid("callback_url", e.to_string()))
 }
 
 fn file_data(raw: Raw<'_>) -> Result<Vec<u8>, InputError> {
     let Raw::Json(Value::String(text)) = raw else {
-        return Err(invalid("file_data", format!("must be a base64 string, not {}", raw.describe())));
+        return Err(invalid(
+            "file_data",
+            format!("must be a base64 string, not {}", raw.describe()),
+        ));
     };
     decode_base64(text)
 }
@@ -400,10 +481,14 @@ pub fn decode_base64(text: &str) -> Result<Vec<u8>, InputError> {
         return Err(InputError::EmptySample);
     }
     if text.len() >= 5 && text[..5].eq_ignore_ascii_case("data:") {
-        return Err(bad("it is a data: URL; send only the base64 text after the comma".into()));
+        return Err(bad(
+            "it is a data: URL; send only the base64 text after the comma".into(),
+        ));
     }
     if let Some(at) = text.find(['\n', '\r']) {
-        return Err(bad(format!("line break at offset {at}; send base64 without line breaks")));
+        return Err(bad(format!(
+            "line break at offset {at}; send base64 without line breaks"
+        )));
     }
     base64::engine::general_purpose::STANDARD
         .decode(text)
@@ -434,13 +519,20 @@ pub fn list_query(query: Option<&str>) -> Result<ListFilter, InputError> {
     let mut seen: Vec<String> = Vec::new();
     for (key, value) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
         if seen.contains(&key.to_string()) {
-            return Err(InputError::InvalidQuery(format!("parameter `{key}` is given more than once")));
+            return Err(InputError::InvalidQuery(format!(
+                "parameter `{key}` is given more than once"
+            )));
         }
         seen.push(key.to_string());
-        let bad = |form: &str| InputError::InvalidQuery(format!("`{key}` must be {form}; got {}", shown(&value)));
+        let bad = |form: &str| {
+            InputError::InvalidQuery(format!("`{key}` must be {form}; got {}", shown(&value)))
+        };
         match key.as_ref() {
             "status" => {
-                filter.status = Some(Status::parse(&value).ok_or_else(|| bad("one of queued, running, completed, failed, cancelled"))?)
+                filter.status =
+                    Some(Status::parse(&value).ok_or_else(|| {
+                        bad("one of queued, running, completed, failed, cancelled")
+                    })?)
             }
             "sha256" => {
                 let hex = value.to_ascii_lowercase();
@@ -500,13 +592,18 @@ mod tests {
 
     #[test]
     fn a_full_json_submission_becomes_a_typed_command() {
-        let s = submit(json!({"file_data": "aGk=", "file_name": "x.sh", "analysis_timeout": 9,
+        let s = submit(
+            json!({"file_data": "aGk=", "file_name": "x.sh", "analysis_timeout": 9,
             "memory_limit": "256m", "cpu_limit": 0.25, "arguments": ["-v", "a b"], "priority": 7,
-            "callback_url": "http://127.0.0.1:9/h"}))
+            "callback_url": "http://127.0.0.1:9/h"}),
+        )
         .unwrap();
         assert_eq!(s.bytes, b"hi");
         assert_eq!(s.file_name, "x.sh");
-        assert_eq!((s.limits.timeout_s, s.limits.memory_bytes, s.limits.cpus), (9, 256 << 20, 0.25));
+        assert_eq!(
+            (s.limits.timeout_s, s.limits.memory_bytes, s.limits.cpus),
+            (9, 256 << 20, 0.25)
+        );
         assert_eq!(s.arguments, vec!["-v", "a b"]);
         assert_eq!(s.priority, 7);
         assert_eq!(s.callback_url.unwrap().as_str(), "http://127.0.0.1:9/h");
@@ -528,11 +625,24 @@ mod tests {
         let table: Vec<(&[u8], &str, &str)> = vec![
             (b"{", "malformed_json", "EOF while parsing"),
             (b"", "malformed_json", "EOF while parsing"),
-            (b"[1]", "malformed_json", "must be a JSON object, not an array"),
-            (b"\"x\"", "malformed_json", "not a string"),
-            (b"{\"file_data\": \"aGk=\",}", "malformed_json", "trailing comma"),
+            (b"[1]", "malformed_json", "expected a JSON object"),
+            (b"\"x\"", "malformed_json", "expected a JSON object"),
+            (b"null", "malformed_json", "expected a JSON object"),
+            (
+                b"{\"file_data\": \"aGk=\"} {}",
+                "malformed_json",
+                "trailing characters",
+            ),
+            (
+                b"{\"file_data\": \"aGk=\",}",
+                "malformed_json",
+                "trailing comma",
+            ),
             (b"\xff\xfe", "malformed_json", "not valid JSON"),
         ];
+        let dup = br#"{"file_data": "aGk=", "file_name": "a", "file_data": "aGVsbG8="}"#;
+        let err = json_submission(dup, &Config::default()).unwrap_err();
+        assert_eq!(err, InputError::DuplicateField("file_data".into()));
         for (body, code, text) in table {
             let err = json_submission(body, &Config::default()).unwrap_err();
             assert_eq!(err.code(), code, "{body:?}");
@@ -546,46 +656,190 @@ mod tests {
         let table = vec![
             (json!({}), "missing_field", "missing field `file_data`"),
             (json!({"file_name": "x"}), "missing_field", "`file_data`"),
-            (json!({"file_data": null}), "invalid_field", "must be a base64 string, not null"),
-            (json!({"file_data": 5}), "invalid_field", "must be a base64 string, not a number"),
-            (json!({"file_data": "aGk=", "extra": 1}), "unknown_field", "unknown field `extra`; accepted fields: file_data, file_name"),
+            (
+                json!({"file_data": null}),
+                "invalid_field",
+                "must be a base64 string, not null",
+            ),
+            (
+                json!({"file_data": 5}),
+                "invalid_field",
+                "must be a base64 string, not 5",
+            ),
+            (
+                json!({"file_data": "aGk=", "extra": 1}),
+                "unknown_field",
+                "unknown field `extra`; accepted fields: file_data, file_name",
+            ),
             (json!({"file_data": ""}), "empty_sample", "empty"),
-            (json!({"file_data": "aGk"}), "invalid_base64", "padding is missing or wrong"),
-            (json!({"file_data": "aG=k"}), "invalid_base64", "padding `=` at offset 2"),
+            (
+                json!({"file_data": "aGk"}),
+                "invalid_base64",
+                "padding is missing or wrong",
+            ),
+            (
+                json!({"file_data": "aG=k"}),
+                "invalid_base64",
+                "padding `=` at offset 2",
+            ),
             (json!({"file_data": "aGk=="}), "invalid_base64", "padding"),
-            (json!({"file_data": "a*k="}), "invalid_base64", "byte \"*\" at offset 1 is outside"),
-            (json!({"file_data": "aGk-"}), "invalid_base64", "byte \"-\" at offset 3"),
-            (json!({"file_data": "aGVs\nbG8="}), "invalid_base64", "line break at offset 4"),
-            (json!({"file_data": "data:text/plain;base64,aGk="}), "invalid_base64", "data: URL"),
+            (
+                json!({"file_data": "a*k="}),
+                "invalid_base64",
+                "byte \"*\" at offset 1 is outside",
+            ),
+            (
+                json!({"file_data": "aGk-"}),
+                "invalid_base64",
+                "byte \"-\" at offset 3",
+            ),
+            (
+                json!({"file_data": "aGVs\nbG8="}),
+                "invalid_base64",
+                "line break at offset 4",
+            ),
+            (
+                json!({"file_data": "data:text/plain;base64,aGk="}),
+                "invalid_base64",
+                "data: URL",
+            ),
             (json!({"file_data": "aGl="}), "invalid_base64", "bits set"),
             (json!({"file_data": "a"}), "invalid_base64", "1 symbols"),
-            (json!({"file_data": "aGk=", "file_name": ""}), "invalid_field", "`file_name` is empty"),
-            (json!({"file_data": "aGk=", "file_name": "a\u{0}b"}), "invalid_field", "NUL"),
-            (json!({"file_data": "aGk=", "file_name": big}), "invalid_field", "is 256 bytes long; at most 255"),
-            (json!({"file_data": "aGk=", "file_name": 7}), "invalid_field", "must be a string, not 7"),
-            (json!({"file_data": "aGk=", "analysis_timeout": 0}), "invalid_field", "from 1 to 3600; got 0"),
-            (json!({"file_data": "aGk=", "analysis_timeout": -5}), "invalid_field", "got -5"),
-            (json!({"file_data": "aGk=", "analysis_timeout": 1.5}), "invalid_field", "got 1.5"),
-            (json!({"file_data": "aGk=", "analysis_timeout": 1e30}), "invalid_field", "from 1 to 3600"),
-            (json!({"file_data": "aGk=", "analysis_timeout": 3601}), "invalid_field", "got 3601"),
-            (json!({"file_data": "aGk=", "analysis_timeout": u64::MAX}), "invalid_field", "from 1 to 3600"),
-            (json!({"file_data": "aGk=", "analysis_timeout": "60"}), "invalid_field", "got the string \"60\""),
-            (json!({"file_data": "aGk=", "analysis_timeout": true}), "invalid_field", "got a boolean"),
-            (json!({"file_data": "aGk=", "memory_limit": "8m"}), "invalid_field", "got 8388608 bytes"),
-            (json!({"file_data": "aGk=", "memory_limit": "2g"}), "invalid_field", "to 1g (the configured limit)"),
-            (json!({"file_data": "aGk=", "memory_limit": "lots"}), "invalid_field", "does not start with a number"),
-            (json!({"file_data": "aGk=", "memory_limit": -1}), "invalid_field", "got -1"),
-            (json!({"file_data": "aGk=", "cpu_limit": 4}), "invalid_field", "got 4"),
-            (json!({"file_data": "aGk=", "cpu_limit": 0}), "invalid_field", "outside 0.01..=1024"),
-            (json!({"file_data": "aGk=", "cpu_limit": "NaN"}), "invalid_field", "cpu_limit"),
-            (json!({"file_data": "aGk=", "arguments": "x"}), "invalid_field", "must be a list of strings, not the string"),
-            (json!({"file_data": "aGk=", "arguments": [1]}), "invalid_field", "found a number"),
-            (json!({"file_data": "aGk=", "arguments": ["a\u{0}"]}), "invalid_field", "NUL"),
-            (json!({"file_data": "aGk=", "arguments": vec!["a"; 65]}), "invalid_field", "has 65 entries"),
-            (json!({"file_data": "aGk=", "priority": 11}), "invalid_field", "from 0 to 10"),
-            (json!({"file_data": "aGk=", "priority": "high"}), "invalid_field", "got the string \"high\""),
-            (json!({"file_data": "aGk=", "callback_url": "http://example.com/"}), "invalid_field", "is not loopback"),
-            (json!({"file_data": "aGk=", "callback_url": 3}), "invalid_field", "must be a string"),
+            (
+                json!({"file_data": "aGk=", "file_name": ""}),
+                "invalid_field",
+                "`file_name` is empty",
+            ),
+            (
+                json!({"file_data": "aGk=", "file_name": "a\u{0}b"}),
+                "invalid_field",
+                "NUL",
+            ),
+            (
+                json!({"file_data": "aGk=", "file_name": big}),
+                "invalid_field",
+                "is 256 bytes long; at most 255",
+            ),
+            (
+                json!({"file_data": "aGk=", "file_name": 7}),
+                "invalid_field",
+                "must be a string, not 7",
+            ),
+            (
+                json!({"file_data": "aGk=", "analysis_timeout": 0}),
+                "invalid_field",
+                "from 1 to 3600; got 0",
+            ),
+            (
+                json!({"file_data": "aGk=", "analysis_timeout": -5}),
+                "invalid_field",
+                "got -5",
+            ),
+            (
+                json!({"file_data": "aGk=", "analysis_timeout": 1.5}),
+                "invalid_field",
+                "got 1.5",
+            ),
+            (
+                json!({"file_data": "aGk=", "analysis_timeout": 1e30}),
+                "invalid_field",
+                "from 1 to 3600",
+            ),
+            (
+                json!({"file_data": "aGk=", "analysis_timeout": 3601}),
+                "invalid_field",
+                "got 3601",
+            ),
+            (
+                json!({"file_data": "aGk=", "analysis_timeout": u64::MAX}),
+                "invalid_field",
+                "from 1 to 3600",
+            ),
+            (
+                json!({"file_data": "aGk=", "analysis_timeout": "60"}),
+                "invalid_field",
+                "got the string \"60\"",
+            ),
+            (
+                json!({"file_data": "aGk=", "analysis_timeout": true}),
+                "invalid_field",
+                "got a boolean",
+            ),
+            (
+                json!({"file_data": "aGk=", "memory_limit": "8m"}),
+                "invalid_field",
+                "got 8388608 bytes",
+            ),
+            (
+                json!({"file_data": "aGk=", "memory_limit": "2g"}),
+                "invalid_field",
+                "to 1g (the configured limit)",
+            ),
+            (
+                json!({"file_data": "aGk=", "memory_limit": "lots"}),
+                "invalid_field",
+                "does not start with a number",
+            ),
+            (
+                json!({"file_data": "aGk=", "memory_limit": -1}),
+                "invalid_field",
+                "got -1",
+            ),
+            (
+                json!({"file_data": "aGk=", "cpu_limit": 4}),
+                "invalid_field",
+                "got 4",
+            ),
+            (
+                json!({"file_data": "aGk=", "cpu_limit": 0}),
+                "invalid_field",
+                "outside 0.01..=1024",
+            ),
+            (
+                json!({"file_data": "aGk=", "cpu_limit": "NaN"}),
+                "invalid_field",
+                "cpu_limit",
+            ),
+            (
+                json!({"file_data": "aGk=", "arguments": "x"}),
+                "invalid_field",
+                "must be a list of strings, not the string",
+            ),
+            (
+                json!({"file_data": "aGk=", "arguments": [1]}),
+                "invalid_field",
+                "found a number",
+            ),
+            (
+                json!({"file_data": "aGk=", "arguments": ["a\u{0}"]}),
+                "invalid_field",
+                "NUL",
+            ),
+            (
+                json!({"file_data": "aGk=", "arguments": vec!["a"; 65]}),
+                "invalid_field",
+                "has 65 entries",
+            ),
+            (
+                json!({"file_data": "aGk=", "priority": 11}),
+                "invalid_field",
+                "from 0 to 10",
+            ),
+            (
+                json!({"file_data": "aGk=", "priority": "high"}),
+                "invalid_field",
+                "got the string \"high\"",
+            ),
+            (
+                json!({"file_data": "aGk=", "callback_url": "http://example.com/"}),
+                "invalid_field",
+                "is not loopback",
+            ),
+            (
+                json!({"file_data": "aGk=", "callback_url": 3}),
+                "invalid_field",
+                "must be a string",
+            ),
         ];
         for (body, code, text) in table {
             let (got, message) = code_of(body.clone());
@@ -620,32 +874,52 @@ mod tests {
         d.set("arguments", Raw::Text("b c"), &config).unwrap();
         d.set("priority", Raw::Text("9"), &config).unwrap();
         d.set_file(b"x".to_vec(), Some("up.sh".into())).unwrap();
-        assert_eq!(d.set_file(b"y".to_vec(), None), Err(InputError::DuplicateField("file".into())));
+        assert_eq!(
+            d.set_file(b"y".to_vec(), None),
+            Err(InputError::DuplicateField("file".into()))
+        );
         assert_eq!(
             d.set("priority", Raw::Text("1"), &config),
             Err(InputError::DuplicateField("priority".into()))
         );
         let s = d.finish("file", &config).unwrap();
-        assert_eq!((s.file_name.as_str(), s.limits.timeout_s, s.priority), ("up.sh", 30, 9));
+        assert_eq!(
+            (s.file_name.as_str(), s.limits.timeout_s, s.priority),
+            ("up.sh", 30, 9)
+        );
         assert_eq!(s.arguments, vec!["-a", "b c"]);
 
         let mut d = Draft::default();
         d.set_file(Vec::new(), None).unwrap();
-        assert_eq!(d.finish("file", &config).unwrap_err(), InputError::EmptySample);
+        assert_eq!(
+            d.finish("file", &config).unwrap_err(),
+            InputError::EmptySample
+        );
         assert_eq!(
             Draft::default().finish("file", &config).unwrap_err(),
             InputError::MissingField("file")
         );
         let mut d = Draft::default();
-        assert_eq!(d.set("analysis_timeout", Raw::Text("1.5"), &config).unwrap_err().code(), "invalid_field");
+        assert_eq!(
+            d.set("analysis_timeout", Raw::Text("1.5"), &config)
+                .unwrap_err()
+                .code(),
+            "invalid_field"
+        );
     }
 
     #[test]
     fn list_queries_are_checked_parameter_by_parameter() {
         let all = list_query(None).unwrap();
-        assert_eq!((all.limit, all.offset, all.status, all.sha256), (DEFAULT_PAGE, 0, None, None));
+        assert_eq!(
+            (all.limit, all.offset, all.status, all.sha256),
+            (DEFAULT_PAGE, 0, None, None)
+        );
         let hash = "AB".repeat(32);
-        let f = list_query(Some(&format!("status=completed&sha256={hash}&limit=5&offset=10"))).unwrap();
+        let f = list_query(Some(&format!(
+            "status=completed&sha256={hash}&limit=5&offset=10"
+        )))
+        .unwrap();
         assert_eq!(f.status, Some(Status::Completed));
         assert_eq!(f.sha256, Some("ab".repeat(32)));
         assert_eq!((f.limit, f.offset), (5, 10));
@@ -671,10 +945,15 @@ mod tests {
     fn ids_and_artifact_names_echo_hostile_input_escaped_and_short() {
         let err = analysis_id("../../etc/passwd").unwrap_err();
         assert_eq!(err.code(), "invalid_id");
-        assert!(err.to_string().starts_with("\"../../etc/passwd\" is not an analysis id"));
+        assert!(err
+            .to_string()
+            .starts_with("\"../../etc/passwd\" is not an analysis id"));
         let long = "\u{1b}[31m".repeat(100);
         let text = analysis_id(&long).unwrap_err().to_string();
         assert!(!text.contains('\u{1b}') && text.contains('…'), "{text}");
-        assert_eq!(artifact_name("../x").unwrap_err().code(), "invalid_artifact_name");
+        assert_eq!(
+            artifact_name("../x").unwrap_err().code(),
+            "invalid_artifact_name"
+        );
     }
 }
