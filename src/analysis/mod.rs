@@ -158,6 +158,7 @@ impl Engine {
         cancel: &AtomicBool,
     ) -> Result<SandboxOutcome, AnalysisError> {
         fs::create_dir_all(&run.dir).map_err(io("mkdir", &run.dir))?;
+        check_traversable(&run.dir)?;
         leftovers::write_owner(run).map_err(io("write", &run.owner()))?;
         fs::write(run.sample(), &request.bytes).map_err(io("write", &run.sample()))?;
         let spec = SandboxSpec {
@@ -229,17 +230,42 @@ fn run_supervisor(
     limit: Duration,
     cancel: &AtomicBool,
 ) -> Result<(), AnalysisError> {
+    use std::os::unix::process::CommandExt;
+
     let exe = std::env::current_exe().map_err(io("locate", Path::new("/proc/self/exe")))?;
-    let mut child = Command::new(exe)
+    let parent = nix::unistd::getpid();
+    let mut command = Command::new(exe);
+    command
         .arg("sandbox-exec")
         .arg("--spec")
         .arg(run.spec())
         .env_clear()
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::piped());
+    // SAFETY: between fork and exec the closure only makes async-signal-safe calls (prctl,
+    // getppid, _exit). The death signal is armed before exec, so an orchestrator killed at any
+    // moment takes the supervisor along; one already gone makes it exit at once.
+    unsafe {
+        command.pre_exec(move || {
+            let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
+            if nix::unistd::getppid() != parent {
+                libc::_exit(1);
+            }
+            Ok(())
+        });
+    }
+    let mut child = command
         .spawn()
         .map_err(io("start supervisor for", &run.dir))?;
+    // Drained as it comes, so a chatty supervisor can never block on a full pipe.
+    let stderr = child.stderr.take().map(|mut pipe| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = std::io::Read::read_to_string(&mut pipe, &mut text);
+            text
+        })
+    });
     let start = Instant::now();
     let status = loop {
         if let Some(status) = child
@@ -261,17 +287,34 @@ fn run_supervisor(
                 limit.as_secs()
             )));
         }
-        std::thread::sleep(Duration::from_millis(5));
+        std::thread::sleep(Duration::from_millis(2));
     };
     if status.success() {
         return Ok(());
     }
-    let mut stderr = String::new();
-    if let Some(mut pipe) = child.stderr.take() {
-        let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
-    }
-    let last = stderr.lines().last().unwrap_or("no message").to_string();
+    let text = stderr.and_then(|t| t.join().ok()).unwrap_or_default();
+    let last = text.lines().last().unwrap_or("no message").to_string();
     Err(AnalysisError::Sandbox(format!("{last} ({status})")))
+}
+
+/// The guest's root (an unprivileged host uid) must be able to reach the run directory.
+fn check_traversable(dir: &Path) -> Result<(), AnalysisError> {
+    use std::os::unix::fs::MetadataExt;
+    for ancestor in dir.ancestors().skip(1) {
+        let Ok(meta) = fs::metadata(ancestor) else {
+            continue;
+        };
+        if meta.mode() & 0o001 == 0 {
+            return Err(AnalysisError::Sandbox(format!(
+                "{} (mode {:o}) cannot be searched by the sandbox's unprivileged guest user; \
+                 allow it with `chmod o+x {}` or choose another --data-dir",
+                ancestor.display(),
+                meta.mode() & 0o7777,
+                ancestor.display()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Moves the run's artifacts (dropped files, output streams) into the analysis directory.

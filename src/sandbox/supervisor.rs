@@ -37,6 +37,9 @@ fn io<'a>(step: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> 
 pub fn supervise(spec_path: &Path) -> Result<SandboxOutcome, SandboxError> {
     let spec = read_spec(spec_path)?;
     let layout = RunLayout::new(&spec.run_dir);
+    // Whatever the orchestrator's process had open is not ours to pass on.
+    // SAFETY: close_range only closes descriptors; this process has opened none above 2 yet.
+    unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
 
     // An orchestrator killed with -9 takes its sandbox along: we die, then our init, then
     // every process of its pid namespace.
@@ -205,8 +208,8 @@ fn run_sandbox(
         started_ns: monitor::now_ns(),
         ..Default::default()
     };
+    // The write end stays open until we return: the init takes its closing as our death.
     nix::unistd::write(&go_w, b"g").map_err(kernel("release sandbox init"))?;
-    drop(go_w);
 
     watch(spec, layout, cgroup, child, [out_r, errs_r], &mut outcome)?;
     outcome.ended_ns = monitor::now_ns();
@@ -258,7 +261,6 @@ fn write_id_maps(child: Pid) -> Result<(), SandboxError> {
 /// The sandbox's init (pid 1 inside): waits to be released, builds the guest's view, then
 /// becomes the monitor. Returns the exit status, or a message for the supervisor.
 fn sandbox_init(spec: &SandboxSpec, layout: &RunLayout, fds: InitFds) -> Result<i32, String> {
-    let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
     let mut byte = [0u8; 1];
     match nix::unistd::read(fds.go.as_raw_fd(), &mut byte) {
         Ok(1) => {}
@@ -274,6 +276,12 @@ fn sandbox_init(spec: &SandboxSpec, layout: &RunLayout, fds: InitFds) -> Result<
     nix::unistd::setresgid(gid0, gid0, gid0).map_err(|e| format!("setresgid(0): {e}"))?;
     nix::unistd::setresuid(id0, id0, id0).map_err(|e| format!("setresuid(0): {e}"))?;
     let _ = nix::unistd::setgroups(&[]);
+    // After the credential change, which clears it: a dead supervisor takes the init along,
+    // and with the init its whole pid namespace.
+    let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+    if go_was_closed(&fds.go) {
+        return Err("supervisor went away during start-up".into());
+    }
     // Now inside the analysis's cgroup: a cgroup namespace rooted here hides the host's tree.
     nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP)
         .map_err(|e| format!("unshare(CLONE_NEWCGROUP): {e}"))?;
@@ -300,6 +308,12 @@ fn sandbox_init(spec: &SandboxSpec, layout: &RunLayout, fds: InitFds) -> Result<
     };
     drop(fds.errors);
     Ok(monitor::run(setup))
+}
+
+/// The supervisor holds the write end of the release pipe until it exits: EOF means gone.
+fn go_was_closed(go: &OwnedFd) -> bool {
+    let mut fds = [PollFd::new(go.as_fd(), PollFlags::POLLIN)];
+    poll(&mut fds, PollTimeout::ZERO).is_ok_and(|n| n > 0)
 }
 
 fn cstrings(items: &[String]) -> Result<Vec<CString>, String> {
@@ -386,17 +400,29 @@ fn watch(
         });
     }
     let deadline = Instant::now() + Duration::from_secs(spec.limits.timeout_s);
+    // A pidfd makes the init's exit wake the same poll that drains the output.
+    let pidfd = pidfd_open(child);
     let mut init_status = None;
     let mut killed_at: Option<Instant> = None;
     let mut last_pids_check = Instant::now();
     loop {
-        poll_drains(&mut drains, 50);
+        let wait_for_exit = if init_status.is_none() {
+            pidfd.as_ref()
+        } else {
+            None
+        };
+        poll_drains(&mut drains, wait_for_exit, poll_timeout(deadline));
         if init_status.is_none() {
             init_status = match waitpid(child, Some(WaitPidFlag::WNOHANG | WaitPidFlag::__WALL)) {
                 Ok(WaitStatus::StillAlive) => None,
                 Ok(status) => Some(status),
                 Err(_) => Some(WaitStatus::StillAlive),
             };
+            if init_status.is_some() {
+                // The init is gone, so is its pid namespace; anything left in the cgroup goes
+                // too, and with it the last holders of the output pipes.
+                cgroup.kill_all()?;
+            }
         }
         let now = Instant::now();
         if init_status.is_none() && killed_at.is_none() {
@@ -416,12 +442,8 @@ fn watch(
                 }
             }
         }
-        if init_status.is_some() {
-            // The init is gone, so is its pid namespace; anything left in the cgroup goes too.
-            cgroup.kill_all()?;
-            if drains.iter().all(|d| !d.open) {
-                break;
-            }
+        if init_status.is_some() && drains.iter().all(|d| !d.open) {
+            break;
         }
     }
     match init_status {
@@ -436,17 +458,37 @@ fn watch(
     Ok(())
 }
 
-fn poll_drains(drains: &mut [Drain], timeout_ms: u16) {
+/// At most 50 ms, and never past the deadline.
+fn poll_timeout(deadline: Instant) -> u16 {
+    let left = deadline
+        .saturating_duration_since(Instant::now())
+        .as_millis();
+    u16::try_from(left.clamp(1, 50)).unwrap_or(50)
+}
+
+fn pidfd_open(pid: Pid) -> Option<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) };
+    let fd = i32::try_from(fd).ok().filter(|fd| *fd >= 0)?;
+    // SAFETY: the kernel just returned this fd; nothing else owns it.
+    Some(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) })
+}
+
+/// Waits until output is readable, the init exits (its pidfd is readable) or the timeout.
+fn poll_drains(drains: &mut [Drain], pidfd: Option<&OwnedFd>, timeout_ms: u16) {
     let open: Vec<usize> = (0..drains.len()).filter(|i| drains[*i].open).collect();
-    if open.is_empty() {
-        std::thread::sleep(Duration::from_millis(u64::from(timeout_ms)));
-        return;
-    }
     let ready: Vec<bool> = {
         let mut fds: Vec<PollFd> = open
             .iter()
             .map(|i| PollFd::new(drains[*i].fd.as_fd(), PollFlags::POLLIN))
             .collect();
+        if let Some(p) = pidfd {
+            fds.push(PollFd::new(p.as_fd(), PollFlags::POLLIN));
+        }
+        if fds.is_empty() {
+            std::thread::sleep(Duration::from_millis(u64::from(timeout_ms)));
+            return;
+        }
         if poll(&mut fds, PollTimeout::from(timeout_ms)).is_err() {
             return;
         }
@@ -461,7 +503,13 @@ fn poll_drains(drains: &mut [Drain], timeout_ms: u16) {
     }
 }
 
+/// Reads what the init reported; never blocks (every writer is gone by now, and if one were
+/// not, waiting for it must not hang the supervisor).
 fn read_all(fd: OwnedFd) -> Option<String> {
+    let _ = nix::fcntl::fcntl(
+        fd.as_raw_fd(),
+        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+    );
     let mut file = File::from(fd);
     let mut text = String::new();
     file.read_to_string(&mut text).ok()?;
