@@ -193,10 +193,40 @@ fn looks_like_text(bytes: &[u8]) -> bool {
             .all(|b| b.is_ascii_graphic() || b.is_ascii_whitespace() || *b >= 0x80)
 }
 
+/// What the launch decision needs from an ELF file: the header and the program headers only
+/// (a full parse walks symbol tables, which costs milliseconds on a large static binary).
+struct ElfFacts {
+    header: goblin::elf::Header,
+    is_64: bool,
+    dynamic: bool,
+    truncated: bool,
+}
+
+impl ElfFacts {
+    fn read(bytes: &[u8]) -> goblin::error::Result<ElfFacts> {
+        let header = goblin::elf::Elf::parse_header(bytes)?;
+        let container = header.container()?;
+        let ctx = goblin::container::Ctx::new(container, header.endianness()?);
+        let phoff = usize::try_from(header.e_phoff).unwrap_or(usize::MAX);
+        let phs =
+            goblin::elf::ProgramHeader::parse(bytes, phoff, usize::from(header.e_phnum), ctx)?;
+        Ok(ElfFacts {
+            header,
+            is_64: container.is_big(),
+            dynamic: phs
+                .iter()
+                .any(|p| p.p_type == goblin::elf::program_header::PT_INTERP),
+            truncated: phs
+                .iter()
+                .any(|p| p.p_offset.saturating_add(p.p_filesz) > bytes.len() as u64),
+        })
+    }
+}
+
 fn classify_elf(bytes: &[u8]) -> (Kind, String, String) {
     use goblin::elf::header;
 
-    let elf = match goblin::elf::Elf::parse(bytes) {
+    let elf = match ElfFacts::read(bytes) {
         Ok(elf) => elf,
         Err(err) => {
             let kind = Kind::NotRunnable {
@@ -218,7 +248,7 @@ fn classify_elf(bytes: &[u8]) -> (Kind, String, String) {
         _ => "unknown",
     }
     .to_string();
-    let dynamic = elf.interpreter.is_some();
+    let dynamic = elf.dynamic;
     let bits = if elf.is_64 { 64 } else { 32 };
     let kind_word = match elf.header.e_type {
         header::ET_DYN if dynamic => "pie executable",
@@ -234,10 +264,7 @@ fn classify_elf(bytes: &[u8]) -> (Kind, String, String) {
         "statically linked"
     };
     let file_type = format!("ELF {bits}-bit {kind_word}, {arch}, {link}");
-    let truncated = elf
-        .program_headers
-        .iter()
-        .any(|ph| ph.p_offset.saturating_add(ph.p_filesz) > bytes.len() as u64);
+    let truncated = elf.truncated;
     let kind = if truncated {
         Kind::NotRunnable {
             reason: "the ELF file is truncated: a segment extends past the end of the file".into(),

@@ -108,21 +108,17 @@ impl Engine {
         progress(&format!("running {} in the sandbox", sample.info.file_name));
 
         let run = RunLayout::new(&self.data.run(analysis_id));
-        // Hashing a large sample takes milliseconds: do it while the sandbox starts.
-        let mut info = sample.info.clone();
-        let outcome = std::thread::scope(|scope| {
-            scope.spawn(|| info.set_digests(&request.bytes));
-            self.run_sandbox(
-                analysis_id,
-                request,
-                &sample,
-                &command,
-                &image,
-                &run,
-                cancel,
-            )
-        });
-        sample.info = info;
+        let outcome = self.run_sandbox(
+            analysis_id,
+            request,
+            &sample,
+            &command,
+            &image,
+            &run,
+            cancel,
+        );
+        // Hashing a large sample takes milliseconds: after the run, not before its start.
+        sample.info.set_digests(&request.bytes);
         let outcome = match outcome {
             Ok(o) => o,
             Err(e) => {

@@ -36,6 +36,8 @@ struct Tracer {
     artifacts: OwnedFd,
     artifact_max: u64,
     hash_max: u64,
+    /// The sample's first exec succeeded; later execs are not stopped again on return.
+    first_exec_done: bool,
 }
 
 /// Starts the sample and records until its last process is gone. Returns the monitor's exit
@@ -59,6 +61,7 @@ pub fn run(setup: MonitorSetup) -> i32 {
         artifacts: setup.artifacts,
         artifact_max: setup.artifact_max_bytes,
         hash_max: setup.hash_max_bytes,
+        first_exec_done: false,
     };
     t.tasks.insert(
         child.as_raw(),
@@ -293,6 +296,7 @@ impl Tracer {
         // a running program's image cannot change (ETXTBSY), and hashing a large one must not
         // hold the sample back.
         let _ = ptrace::syscall(pid, None);
+        self.first_exec_done = true;
         let image_sha256 = self.hashes.of_process(raw);
         self.sink.emit(Event::Exec {
             t,
@@ -338,10 +342,18 @@ impl Tracer {
             regs.orig_rax = u64::MAX;
             let _ = ptrace::setregs(pid, regs);
         }
+        // A successful exec is reported by its exec event, so only the first exec (whose
+        // failure means the sample never ran) also stops on return, for its errno.
+        let exec = matches!(entry.pending, Some(Pending::Exec { .. }));
+        let stop_on_return = entry.pending.is_some() && (!exec || !self.first_exec_done);
         match entry.pending {
-            Some(p) => {
+            Some(p) if stop_on_return => {
                 self.tasks.entry(raw).or_insert_with(|| task(tgid)).pending = Some(p);
                 let _ = ptrace::syscall(pid, None);
+            }
+            Some(p) => {
+                self.tasks.entry(raw).or_insert_with(|| task(tgid)).pending = Some(p);
+                let _ = ptrace::cont(pid, None);
             }
             None => {
                 let _ = ptrace::cont(pid, None);

@@ -67,6 +67,7 @@ pub fn supervise(spec_path: &Path) -> Result<SandboxOutcome, SandboxError> {
 
     outcome.disk_full = scratch_full(&layout.scratch());
     super::collect::collect(&spec, &layout, &mut outcome);
+    keep_staged_artifacts(&layout, &mut outcome);
 
     let _ = nix::mount::umount2(&layout.root(), MntFlags::MNT_DETACH);
     let _ = nix::mount::umount2(&layout.scratch(), MntFlags::MNT_DETACH);
@@ -84,6 +85,24 @@ fn read_spec(path: &Path) -> Result<SandboxSpec, SandboxError> {
         path: path.to_path_buf(),
         detail: e.to_string(),
     })
+}
+
+/// Moves the copies the monitor made of deleted files from the scratch tmpfs to the run dir.
+fn keep_staged_artifacts(layout: &RunLayout, outcome: &mut SandboxOutcome) {
+    let staged = layout.scratch().join("dropped");
+    let Ok(entries) = fs::read_dir(&staged) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let dest = layout.dropped().join(entry.file_name());
+        if !dest.exists() {
+            if let Err(e) = fs::copy(entry.path(), &dest) {
+                outcome
+                    .collection_errors
+                    .push(format!("keep {}: {e}", dest.display()));
+            }
+        }
+    }
 }
 
 /// The size-limited tmpfs that holds the writable layer, /tmp and /run: the disk quota.
@@ -135,7 +154,7 @@ fn mount_overlay(layout: &RunLayout, rootfs: &Path) -> Result<(), SandboxError> 
         Some("aegis-guest"),
         &root,
         Some("overlay"),
-        MsFlags::MS_NOSUID,
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
         Some(opts.as_str()),
     )
     .map_err(kernel("mount overlay"))
@@ -182,9 +201,11 @@ fn run_sandbox(
         .open(layout.events())
         .map_err(io("open", &layout.events()))?;
     fs::create_dir_all(layout.dropped()).map_err(io("mkdir", &layout.dropped()))?;
-    let artifacts: OwnedFd = File::open(layout.dropped())
-        .map_err(io("open", &layout.dropped()))?
-        .into();
+    // The monitor keeps copies of deleted files on the scratch tmpfs (fast, and outside the
+    // guest's view); they move to the data disk after the run.
+    let staged = layout.scratch().join("dropped");
+    fs::create_dir(&staged).map_err(io("mkdir", &staged))?;
+    let artifacts: OwnedFd = File::open(&staged).map_err(io("open", &staged))?.into();
 
     let fds = InitFds {
         go: go_r,
