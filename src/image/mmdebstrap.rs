@@ -51,6 +51,14 @@ const PACKAGES: &[&str] = &[
     "less",            // an ordinary server has it
     "gzip",            // unpacking payloads
     "tar",             // unpacking payloads
+    "zip",             // staging data for exfiltration
+    "unzip",           // unpacking payloads
+    "iputils-ping",    // reachability checks before a download or a scan
+    "net-tools",       // netstat, arp, ifconfig: classic discovery commands
+    "bind9-dnsutils",  // dig, nslookup: DNS discovery and tunnelling
+    "kmod",            // lsmod, modprobe: rootkits probe and load modules
+    "psmisc",          // killall, pstree: samples that hunt competitors
+    "lsof",            // open files and sockets discovery
 ];
 
 /// Where mmdebstrap takes its mirrors from: the host's own apt sources, so the build uses the
