@@ -57,22 +57,27 @@ fn spinner(dir: &Path) -> std::path::PathBuf {
     )
 }
 
-#[test]
-fn ctrl_c_tears_the_sandbox_down_and_exits_130() {
-    let dir = workdir();
-    let sample = spinner(dir.path());
+/// Starts `aegis analyze` of a sample that never ends and waits until its sandbox runs.
+fn start_spinning_analysis(dir: &Path) -> (std::process::Child, String) {
     // Make sure the image exists first, so the run starts at once.
-    analyze(&write(dir.path(), "t.sh", b"#!/bin/sh\ntrue\n"), &[]);
+    analyze(&write(dir, "t.sh", b"#!/bin/sh\ntrue\n"), &[]);
     let before = runs_now();
-    let mut child = aegis()
+    let child = aegis()
         .arg("analyze")
-        .arg(&sample)
+        .arg(spinner(dir))
         .args(["--timeout", "60"])
         .spawn()
         .unwrap();
     let id = wait_for_run(&before);
     std::thread::sleep(Duration::from_millis(500));
     assert!(!sandbox_pids(&id).is_empty(), "the sandbox is running");
+    (child, id)
+}
+
+#[test]
+fn ctrl_c_tears_the_sandbox_down_and_exits_130() {
+    let dir = workdir();
+    let (mut child, id) = start_spinning_analysis(dir.path());
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap()),
         nix::sys::signal::Signal::SIGINT,
@@ -86,18 +91,7 @@ fn ctrl_c_tears_the_sandbox_down_and_exits_130() {
 #[test]
 fn kill_9_of_aegis_kills_the_sandbox_and_the_next_start_cleans_up() {
     let dir = workdir();
-    let sample = spinner(dir.path());
-    analyze(&write(dir.path(), "t.sh", b"#!/bin/sh\ntrue\n"), &[]);
-    let before = runs_now();
-    let mut child = aegis()
-        .arg("analyze")
-        .arg(&sample)
-        .args(["--timeout", "60"])
-        .spawn()
-        .unwrap();
-    let id = wait_for_run(&before);
-    std::thread::sleep(Duration::from_millis(500));
-    assert!(!sandbox_pids(&id).is_empty(), "the sandbox is running");
+    let (mut child, id) = start_spinning_analysis(dir.path());
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
 
