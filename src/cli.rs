@@ -59,11 +59,11 @@ pub struct AnalyzeArgs {
     /// Wall-clock timeout in seconds (default: sandbox.default_timeout).
     #[arg(long)]
     pub timeout: Option<u64>,
-    /// Memory limit, e.g. 512m or 1g (default: sandbox.memory_limit).
-    #[arg(long, value_parser = parse_size_arg)]
+    /// Memory limit, e.g. 512m or 1g (default: sandbox.memory_limit; at least 16m).
+    #[arg(long, value_parser = parse_size_arg, allow_hyphen_values = true)]
     pub memory: Option<u64>,
     /// CPU limit in CPUs, e.g. 0.5 (default: sandbox.cpu_limit).
-    #[arg(long, value_parser = parse_cpus_arg)]
+    #[arg(long, value_parser = parse_cpus_arg, allow_hyphen_values = true)]
     pub cpus: Option<f64>,
     /// Also write report.json and the artifacts to this directory.
     #[arg(long, value_name = "DIR")]
@@ -112,7 +112,26 @@ pub struct CorpusArgs {
 }
 
 fn parse_size_arg(s: &str) -> Result<u64, String> {
-    config::parse_size(s).map_err(|e| format!("{e}; use a size such as 512m or 1g"))
+    let bytes = config::parse_size(s).map_err(|e| format!("{e}; use a size such as 512m or 1g"))?;
+    if bytes < config::MIN_MEMORY_BYTES {
+        return Err(format!("{s} is below the minimum of 16m"));
+    }
+    Ok(bytes)
+}
+
+/// Escapes what a terminal would act on (control characters, bidirectional overrides), so a
+/// sample cannot drive the analyst's terminal through the summary.
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            let bidi = matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+            if c.is_control() || bidi {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 fn parse_cpus_arg(s: &str) -> Result<f64, String> {
@@ -167,9 +186,28 @@ pub fn run(cli: Cli) -> Result<i32> {
     }
 }
 
+/// Largest sample `aegis analyze` reads.
+const MAX_SAMPLE_BYTES: u64 = 1 << 30;
+
+fn read_sample(path: &Path) -> Result<Vec<u8>> {
+    let meta = std::fs::metadata(path)
+        .with_context(|| format!("cannot read sample {}", path.display()))?;
+    if !meta.is_file() {
+        bail!("sample {} is not a regular file", path.display());
+    }
+    if meta.len() > MAX_SAMPLE_BYTES {
+        bail!(
+            "sample {} is {} bytes; the largest accepted is {} bytes",
+            path.display(),
+            meta.len(),
+            MAX_SAMPLE_BYTES
+        );
+    }
+    std::fs::read(path).with_context(|| format!("cannot read sample {}", path.display()))
+}
+
 fn analyze(data: &DataDir, config: Config, args: AnalyzeArgs) -> Result<i32> {
-    let bytes = std::fs::read(&args.file)
-        .with_context(|| format!("cannot read sample {}", args.file.display()))?;
+    let bytes = read_sample(&args.file)?;
     let file_name = args.name.clone().unwrap_or_else(|| {
         args.file
             .file_name()
@@ -215,13 +253,18 @@ fn analyze(data: &DataDir, config: Config, args: AnalyzeArgs) -> Result<i32> {
     } else {
         print_summary(&finished.report, &finished.dir);
     }
-    Ok(
-        if finished.report.status == crate::report::ReportStatus::Completed {
-            0
-        } else {
-            1
-        },
-    )
+    if finished.report.status == crate::report::ReportStatus::Completed {
+        return Ok(0);
+    }
+    let why = finished
+        .report
+        .incomplete
+        .first()
+        .map_or("see the report's incomplete list".to_string(), |i| {
+            format!("{}: {}", i.section, i.reason)
+        });
+    eprintln!("aegis: error: analysis failed: {}", printable(&why));
+    Ok(1)
 }
 
 fn serve(data: &DataDir, config: Config, args: ServeArgs) -> Result<i32> {
@@ -264,7 +307,7 @@ fn print_summary(r: &Report, dir: &Path) {
         e.signal.as_deref().unwrap_or("-")
     );
     if let Some(err) = &e.error {
-        println!("reason     {err}");
+        println!("reason     {}", printable(err));
     }
     let c = &r.summary.counts;
     println!(
@@ -272,13 +315,13 @@ fn print_summary(r: &Report, dir: &Path) {
         c.processes, c.files_created, c.files_modified, c.files_deleted, c.connections
     );
     for cmd in r.summary.command_executions.iter().take(10) {
-        println!("  exec     {cmd}");
+        println!("  exec     {}", printable(cmd));
     }
     for n in r.events_of_note.iter().take(10) {
-        println!("  note     {}: {}", n.kind, n.detail);
+        println!("  note     {}: {}", n.kind, printable(&n.detail));
     }
     for i in &r.incomplete {
-        println!("  incomplete {}: {}", i.section, i.reason);
+        println!("  incomplete {}: {}", i.section, printable(&i.reason));
     }
     println!("report     {}", dir.join("report.json").display());
 }

@@ -10,15 +10,21 @@ use serde_json::{Map, Value};
 /// What went wrong while reading or checking configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
+    #[error("cannot read config file {path}")]
     Read {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("config file {path} is not valid JSON: {source}")]
+    #[error("config file {path} is not valid JSON")]
     Syntax {
         path: PathBuf,
         source: serde_json::Error,
+    },
+    #[error("{what}: {problem}; accepted: {accepted}")]
+    Limit {
+        what: &'static str,
+        problem: String,
+        accepted: &'static str,
     },
     #[error("config key `{key}`: {problem}; accepted: {accepted}")]
     Invalid {
@@ -163,11 +169,11 @@ impl Config {
         let s = &self.sandbox;
         let timeout_s = overrides.timeout_s.unwrap_or(s.default_timeout);
         if timeout_s == 0 || timeout_s > s.max_timeout {
-            return Err(invalid(
-                "timeout",
-                format!("{timeout_s} is out of range"),
-                TIMEOUT_FORM,
-            ));
+            return Err(ConfigError::Limit {
+                what: "timeout (--timeout, analysis_timeout)",
+                problem: format!("{timeout_s} is out of range"),
+                accepted: TIMEOUT_FORM,
+            });
         }
         let memory_bytes = overrides.memory_bytes.unwrap_or(s.memory_limit);
         Ok(Limits {
@@ -181,6 +187,9 @@ impl Config {
         })
     }
 }
+
+/// The smallest memory limit a sandbox can start with.
+pub const MIN_MEMORY_BYTES: u64 = 16 << 20;
 
 const TIMEOUT_FORM: &str = "a whole number of seconds from 1 to sandbox.max_timeout";
 
@@ -198,7 +207,7 @@ fn apply_sandbox(s: &mut SandboxConfig, map: &Map<String, Value>) -> Result<(), 
         match key.as_str() {
             "default_timeout" => s.default_timeout = seconds(&full, value)?,
             "max_timeout" => s.max_timeout = seconds(&full, value)?,
-            "memory_limit" => s.memory_limit = size_value(&full, value, 16 << 20)?,
+            "memory_limit" => s.memory_limit = size_value(&full, value, MIN_MEMORY_BYTES)?,
             "cpu_limit" => s.cpu_limit = cpus_value(&full, value)?,
             "pids_limit" => s.pids_limit = count(&full, value, 8, 1 << 22)?,
             "disk_limit" => s.disk_limit = size_value(&full, value, 1 << 20)?,

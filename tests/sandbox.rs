@@ -149,6 +149,11 @@ rm -f \"$0\"\n";
         .expect("self-delete");
     assert_eq!(gone.sha256.as_deref(), Some(digest.as_str()));
     assert!(!gone.exists_at_end);
+    // The deleted file's content is kept too, read just before the deletion.
+    assert_eq!(
+        gone.artifact.as_deref(),
+        Some(format!("dropped/{digest}").as_str())
+    );
     assert!(r
         .files
         .made_executable
@@ -440,6 +445,23 @@ fn json_mode_prints_only_the_report_and_bad_input_fails_with_one_line() {
         "{err}"
     );
 
+    let out = aegis().args(["analyze", "/dev/zero"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        err.trim(),
+        "aegis: error: sample /dev/zero is not a regular file"
+    );
+
+    let out = aegis()
+        .arg("analyze")
+        .arg(&s)
+        .args(["--memory", "1k"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "clap rejects the flag");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("below the minimum of 16m"));
+
     let cfg = write(
         dir.path(),
         "config.json",
@@ -482,4 +504,36 @@ fn sparse_files_beyond_the_quota_are_not_hashed_and_do_not_stall_the_analysis() 
     assert_eq!(kept.size, Some(50 << 30));
     assert!(kept.sha256.is_none());
     assert!(kept.artifact_note.as_deref().unwrap().contains("sparse"));
+}
+
+#[test]
+fn a_file_dropped_then_deleted_keeps_its_content() {
+    let dir = workdir();
+    let s = write(
+        dir.path(),
+        "dd.sh",
+        b"#!/bin/sh\necho payload > /tmp/drop.bin\nrm /tmp/drop.bin\n",
+    );
+    let r = analyze(&s, &[]);
+    let digest = sha256(b"payload\n");
+    let gone = r
+        .files
+        .deleted
+        .iter()
+        .find(|f| f.path == "/tmp/drop.bin")
+        .expect("deleted");
+    assert_eq!(
+        gone.artifact.as_deref(),
+        Some(format!("dropped/{digest}").as_str())
+    );
+    let made = created(&r, "/tmp/drop.bin").expect("created");
+    assert_eq!(made.sha256.as_deref(), Some(digest.as_str()));
+    assert_eq!(made.artifact, gone.artifact);
+    assert!(!made.exists_at_end);
+    let kept = data_dir()
+        .join("analyses")
+        .join(&r.analysis_id)
+        .join("artifacts")
+        .join(gone.artifact.as_ref().unwrap());
+    assert_eq!(std::fs::read(kept).unwrap(), b"payload\n");
 }

@@ -228,9 +228,10 @@ fn run_supervisor(
 ) -> Result<(), AnalysisError> {
     use std::os::unix::process::CommandExt;
 
-    let exe = std::env::current_exe().map_err(io("locate", Path::new("/proc/self/exe")))?;
     let parent = nix::unistd::getpid();
-    let mut command = Command::new(exe);
+    // /proc/self/exe, not the path it points to: a package upgrade that replaces the binary
+    // under a running service must not break the next analysis.
+    let mut command = Command::new("/proc/self/exe");
     command
         .arg("sandbox-exec")
         .arg("--spec")

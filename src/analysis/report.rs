@@ -148,8 +148,12 @@ fn incompleteness(b: &mut Behaviour, outcome: &SandboxOutcome, torn: usize) -> V
         list.push(Incomplete {
             section: "processes".into(),
             reason: format!(
-                "the monitor ended before the sample's processes did (exit {:?}, signal {:?})",
-                outcome.monitor_exit_code, outcome.monitor_signal
+                "the monitor ended before the sample's processes did ({})",
+                match (&outcome.monitor_exit_code, &outcome.monitor_signal) {
+                    (_, Some(sig)) => format!("killed by {sig}"),
+                    (Some(code), None) => format!("exit status {code}"),
+                    (None, None) => "no exit status".to_string(),
+                }
             ),
             dropped: None,
         });

@@ -205,6 +205,10 @@ fn run_sandbox(
     // guest's view); they move to the data disk after the run.
     let staged = layout.scratch().join("dropped");
     fs::create_dir(&staged).map_err(io("mkdir", &staged))?;
+    // The monitor writes here as guest root (an unprivileged host uid).
+    fs::set_permissions(&staged, fs::Permissions::from_mode(0o700))
+        .map_err(io("chmod", &staged))?;
+    chown_guest_root(&staged)?;
     let artifacts: OwnedFd = File::open(&staged).map_err(io("open", &staged))?.into();
 
     let fds = InitFds {
