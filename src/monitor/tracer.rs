@@ -36,8 +36,9 @@ struct Tracer {
     artifacts: OwnedFd,
     artifact_max: u64,
     hash_max: u64,
-    /// The sample's first exec succeeded; later execs are not stopped again on return.
-    first_exec_done: bool,
+    /// The sample's first process, until it has exec'd: if its exec fails, the reason comes
+    /// through this pipe (its write end closes on a successful exec).
+    first_exec: Option<(i32, String, OwnedFd)>,
 }
 
 /// Starts the sample and records until its last process is gone. Returns the monitor's exit
@@ -46,8 +47,13 @@ pub fn run(setup: MonitorSetup) -> i32 {
     // A sample may not read or trace its monitor: /proc/1/mem, ptrace attach and
     // /proc/1/fd all need the monitor to be dumpable.
     let _ = nix::sys::prctl::set_dumpable(false);
-    let child = match start_sample(&setup) {
-        Ok(pid) => pid,
+    let setup_argv0 = setup
+        .argv
+        .first()
+        .map(|a| a.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let (child, exec_errors) = match start_sample(&setup) {
+        Ok(started) => started,
         Err(e) => {
             eprintln!("monitor: cannot start the sample: {e}");
             return 2;
@@ -61,7 +67,7 @@ pub fn run(setup: MonitorSetup) -> i32 {
         artifacts: setup.artifacts,
         artifact_max: setup.artifact_max_bytes,
         hash_max: setup.hash_max_bytes,
-        first_exec_done: false,
+        first_exec: None,
     };
     t.tasks.insert(
         child.as_raw(),
@@ -71,6 +77,8 @@ pub fn run(setup: MonitorSetup) -> i32 {
             pending: None,
         },
     );
+    let argv0 = setup_argv0.clone();
+    t.first_exec = Some((child.as_raw(), argv0, exec_errors));
     t.sink.emit(Event::Start {
         t: now_ns(),
         pid: child.as_raw(),
@@ -82,18 +90,20 @@ pub fn run(setup: MonitorSetup) -> i32 {
 }
 
 /// Forks the sample; it stops itself under ptrace, installs its seccomp filter and execs.
-fn start_sample(setup: &MonitorSetup) -> nix::Result<Pid> {
+fn start_sample(setup: &MonitorSetup) -> nix::Result<(Pid, OwnedFd)> {
+    let (errors_r, errors_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
     let argv: Vec<&CString> = setup.argv.iter().collect();
     let env: Vec<&CString> = setup.env.iter().collect();
     let stdio: Vec<i32> = setup.stdio.iter().map(|f| f.as_raw_fd()).collect();
     // SAFETY: the monitor is single-threaded, so the child may run arbitrary code after fork.
     match unsafe { fork() }? {
         ForkResult::Child => {
-            sample_child(setup, &argv, &env, &stdio);
+            sample_child(setup, &argv, &env, &stdio, errors_w.as_raw_fd());
             // SAFETY: _exit is always safe; it skips destructors the parent still owns.
             unsafe { libc::_exit(127) }
         }
         ForkResult::Parent { child } => {
+            drop(errors_w);
             match waitpid(child, Some(WaitPidFlag::__WALL))? {
                 WaitStatus::Stopped(_, Signal::SIGSTOP) => {}
                 other => {
@@ -109,13 +119,19 @@ fn start_sample(setup: &MonitorSetup) -> nix::Result<Pid> {
                 | Options::PTRACE_O_TRACEEXEC
                 | Options::PTRACE_O_EXITKILL;
             ptrace::setoptions(child, options)?;
-            Ok(child)
+            Ok((child, errors_r))
         }
     }
 }
 
 /// Runs in the forked child, before exec. Any failure ends in `_exit(127)` by the caller.
-fn sample_child(setup: &MonitorSetup, argv: &[&CString], env: &[&CString], stdio: &[i32]) {
+fn sample_child(
+    setup: &MonitorSetup,
+    argv: &[&CString],
+    env: &[&CString],
+    stdio: &[i32],
+    exec_errors: i32,
+) {
     let _ = nix::unistd::setsid();
     // Inherited from the monitor; the monitor must be able to read this process's memory.
     let _ = nix::sys::prctl::set_dumpable(true);
@@ -124,8 +140,14 @@ fn sample_child(setup: &MonitorSetup, argv: &[&CString], env: &[&CString], stdio
             return;
         }
     }
+    // fd 3 reports a failed exec to the monitor; it closes by itself on a successful one.
+    if nix::unistd::dup2(exec_errors, 3).is_err() {
+        return;
+    }
+    let cloexec = nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC);
+    let _ = nix::fcntl::fcntl(3, cloexec);
     // SAFETY: close_range only closes descriptors; nothing in this process uses them after.
-    unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
+    unsafe { libc::syscall(libc::SYS_close_range, 4u32, u32::MAX, 0u32) };
     // The monitor is shielded from the OOM killer; the sample must not be.
     let _ = std::fs::write("/proc/self/oom_score_adj", "0");
     if nix::unistd::chdir(setup.cwd.as_c_str()).is_err() {
@@ -137,10 +159,35 @@ fn sample_child(setup: &MonitorSetup, argv: &[&CString], env: &[&CString], stdio
     if seccomp::install(&setup.filter).is_err() {
         return;
     }
-    let _ = nix::unistd::execve(argv[0], argv, env);
+    let Err(errno) = nix::unistd::execve(argv[0], argv, env);
+    let _ = nix::unistd::write(
+        // SAFETY: fd 3 was set up above and stays open until this process exits.
+        unsafe { std::os::fd::BorrowedFd::borrow_raw(3) },
+        &(errno as i32).to_le_bytes(),
+    );
 }
 
 impl Tracer {
+    /// The first process ended before any exec: its error pipe says why.
+    fn report_first_exec_failure(&mut self, pid: i32) {
+        let Some((root, path, pipe)) = self.first_exec.take() else {
+            return;
+        };
+        if root != pid {
+            self.first_exec = Some((root, path, pipe));
+            return;
+        }
+        let mut raw = [0u8; 4];
+        if nix::unistd::read(pipe.as_raw_fd(), &mut raw) == Ok(4) {
+            self.sink.emit(Event::ExecFailed {
+                t: now_ns(),
+                pid,
+                path,
+                errno: syscalls::errno_name(i32::from_le_bytes(raw)),
+            });
+        }
+    }
+
     fn event_loop(&mut self) {
         loop {
             let status = match waitpid(None, Some(WaitPidFlag::__WALL)) {
@@ -163,6 +210,7 @@ impl Tracer {
         let Some(task) = self.tasks.remove(&pid.as_raw()) else {
             return;
         };
+        self.report_first_exec_failure(pid.as_raw());
         if task.tgid != pid.as_raw() {
             return; // a thread; its process goes on
         }
@@ -295,8 +343,10 @@ impl Tracer {
         // Resume first (the execve's exit stop follows when entry asked for it), then hash:
         // a running program's image cannot change (ETXTBSY), and hashing a large one must not
         // hold the sample back.
-        let _ = ptrace::syscall(pid, None);
-        self.first_exec_done = true;
+        let _ = ptrace::cont(pid, None);
+        if self.first_exec.as_ref().is_some_and(|(root, _, _)| *root == raw) {
+            self.first_exec = None;
+        }
         let image_sha256 = self.hashes.of_process(raw);
         self.sink.emit(Event::Exec {
             t,
@@ -342,10 +392,11 @@ impl Tracer {
             regs.orig_rax = u64::MAX;
             let _ = ptrace::setregs(pid, regs);
         }
-        // A successful exec is reported by its exec event, so only the first exec (whose
-        // failure means the sample never ran) also stops on return, for its errno.
+        // A successful exec is reported by its exec event, so an exec is not stopped again on
+        // return: one round trip less before the sample's first instruction. The first
+        // process's failure comes through its error pipe instead.
         let exec = matches!(entry.pending, Some(Pending::Exec { .. }));
-        let stop_on_return = entry.pending.is_some() && (!exec || !self.first_exec_done);
+        let stop_on_return = entry.pending.is_some() && !exec;
         match entry.pending {
             Some(p) if stop_on_return => {
                 self.tasks.entry(raw).or_insert_with(|| task(tgid)).pending = Some(p);
