@@ -236,7 +236,8 @@ fn analyze(data: &DataDir, config: Config, args: AnalyzeArgs) -> Result<i32> {
         }
     };
     let id = uuid::Uuid::new_v4().to_string();
-    let engine = Engine::new(data.clone(), config);
+    // This process runs one analysis on its only thread: the supervisor can be forked.
+    let engine = Engine::new(data.clone(), config).single_threaded();
     let finished = match engine.analyze(&id, &request, &mut progress, &INTERRUPTED) {
         Ok(f) => f,
         Err(analysis::AnalysisError::Interrupted) => {

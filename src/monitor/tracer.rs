@@ -344,7 +344,11 @@ impl Tracer {
         // a running program's image cannot change (ETXTBSY), and hashing a large one must not
         // hold the sample back.
         let _ = ptrace::cont(pid, None);
-        if self.first_exec.as_ref().is_some_and(|(root, _, _)| *root == raw) {
+        if self
+            .first_exec
+            .as_ref()
+            .is_some_and(|(root, _, _)| *root == raw)
+        {
             self.first_exec = None;
         }
         let image_sha256 = self.hashes.of_process(raw);
