@@ -281,30 +281,42 @@ fn run_supervisor(
     let mut child = command
         .spawn()
         .map_err(io("start supervisor for", &run.dir))?;
-    // Drained as it comes, so a chatty supervisor can never block on a full pipe.
-    let stderr = child.stderr.take().map(|mut pipe| {
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX));
+    let stderr = child.stderr.take();
+    await_supervisor(pid, stderr, limit, cancel)
+}
+
+/// Waits for a supervisor (however it was started), honouring `cancel` and a watchdog; its
+/// stderr is drained as it comes, so a chatty supervisor can never block on a full pipe, and
+/// the last line becomes the error when it fails.
+fn await_supervisor(
+    pid: nix::unistd::Pid,
+    stderr: Option<impl std::io::Read + Send + 'static>,
+    limit: Duration,
+    cancel: &AtomicBool,
+) -> Result<(), AnalysisError> {
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+
+    let stderr = stderr.map(|mut pipe| {
         std::thread::spawn(move || {
             let mut text = String::new();
-            let _ = std::io::Read::read_to_string(&mut pipe, &mut text);
+            let _ = pipe.read_to_string(&mut text);
             text
         })
     });
     let start = Instant::now();
     let status = loop {
-        if let Some(status) = child
-            .try_wait()
-            .map_err(io("wait for supervisor of", &run.dir))?
-        {
-            break status;
+        match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) => {}
+            Ok(status) => break status,
+            Err(e) => return Err(AnalysisError::Sandbox(format!("wait for supervisor: {e}"))),
         }
-        if cancel.load(Ordering::SeqCst) {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(AnalysisError::Interrupted);
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
+        if cancel.load(Ordering::SeqCst) || start.elapsed() > limit {
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            let _ = waitpid(pid, None);
+            if cancel.load(Ordering::SeqCst) {
+                return Err(AnalysisError::Interrupted);
+            }
             return Err(AnalysisError::Sandbox(format!(
                 "supervisor did not finish within {} s",
                 limit.as_secs()
@@ -312,12 +324,12 @@ fn run_supervisor(
         }
         std::thread::sleep(Duration::from_millis(2));
     };
-    if status.success() {
+    if status == WaitStatus::Exited(pid, 0) {
         return Ok(());
     }
     let text = stderr.and_then(|t| t.join().ok()).unwrap_or_default();
     let last = text.lines().last().unwrap_or("no message").to_string();
-    Err(AnalysisError::Sandbox(format!("{last} ({status})")))
+    Err(AnalysisError::Sandbox(format!("{last} ({status:?})")))
 }
 
 /// Forks the supervisor from this single-threaded process and waits for it.
@@ -326,8 +338,6 @@ fn fork_supervisor(
     limit: Duration,
     cancel: &AtomicBool,
 ) -> Result<(), AnalysisError> {
-    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-
     let pipe_err = |e: nix::Error| AnalysisError::Sandbox(format!("pipe: {e}"));
     let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(pipe_err)?;
     let parent = nix::unistd::getpid();
@@ -354,38 +364,7 @@ fn fork_supervisor(
         }
         Ok(nix::unistd::ForkResult::Parent { child }) => {
             drop(err_w);
-            let stderr = std::thread::spawn(move || {
-                let mut text = String::new();
-                let _ = std::io::Read::read_to_string(&mut std::fs::File::from(err_r), &mut text);
-                text
-            });
-            let start = Instant::now();
-            let status = loop {
-                match waitpid(child, Some(WaitPidFlag::WNOHANG)) {
-                    Ok(WaitStatus::StillAlive) => {}
-                    Ok(status) => break status,
-                    Err(e) => return Err(AnalysisError::Sandbox(format!("wait: {e}"))),
-                }
-                let stop = cancel.load(Ordering::SeqCst) || start.elapsed() > limit;
-                if stop {
-                    let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
-                    let _ = waitpid(child, None);
-                    if cancel.load(Ordering::SeqCst) {
-                        return Err(AnalysisError::Interrupted);
-                    }
-                    return Err(AnalysisError::Sandbox(format!(
-                        "supervisor did not finish within {} s",
-                        limit.as_secs()
-                    )));
-                }
-                std::thread::sleep(Duration::from_millis(2));
-            };
-            if status == WaitStatus::Exited(child, 0) {
-                return Ok(());
-            }
-            let text = stderr.join().unwrap_or_default();
-            let last = text.lines().last().unwrap_or("no message").to_string();
-            Err(AnalysisError::Sandbox(format!("{last} ({status:?})")))
+            await_supervisor(child, Some(std::fs::File::from(err_r)), limit, cancel)
         }
         Err(e) => Err(AnalysisError::Sandbox(format!("fork the supervisor: {e}"))),
     }
