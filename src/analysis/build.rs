@@ -197,6 +197,15 @@ impl<'a> Builder<'a> {
     }
 
     fn note(&mut self, process_id: Option<u32>, time: f64, kind: &str, detail: String) {
+        // The same event from the same process is one fact, however often it repeats.
+        let seen = self
+            .out
+            .events_of_note
+            .iter()
+            .any(|e| e.kind == kind && e.process_id == process_id && e.detail == detail);
+        if seen {
+            return;
+        }
         self.out.events_of_note.push(EventOfNote {
             kind: kind.to_string(),
             process_id,
@@ -650,6 +659,36 @@ mod tests {
             vec![2, 4]
         );
         assert_eq!(tree[0].children[0].children[0].id, 3);
+    }
+
+    #[test]
+    fn a_repeated_event_of_note_is_listed_once() {
+        let o = outcome();
+        let mut b = Builder::new(&o, &[]);
+        b.feed(Event::Start {
+            t: 1_000_000_000,
+            pid: 2,
+        });
+        for t in [1_100_000_000, 1_200_000_000] {
+            b.feed(Event::Note {
+                t,
+                pid: 2,
+                kind: "tracerpid_check".into(),
+                detail: "read of /proc/2/status".into(),
+            });
+        }
+        b.feed(Event::Note {
+            t: 1_300_000_000,
+            pid: 2,
+            kind: "tracerpid_check".into(),
+            detail: "read of /proc/self/status".into(),
+        });
+        let beh = b.finish(&[]);
+        assert_eq!(beh.events_of_note.len(), 2);
+        assert_eq!(
+            beh.events_of_note[0].time, 0.1,
+            "the first occurrence is kept"
+        );
     }
 
     #[test]
