@@ -240,7 +240,7 @@ fn apply_service(s: &mut ServiceConfig, map: &Map<String, Value>) -> Result<(), 
                 const FORM: &str =
                     "an http:// URL on a loopback host (127.0.0.0/8, [::1] or localhost)";
                 let url = string(&full, value, FORM)?;
-                if let Err(e) = crate::service::webhook::CallbackUrl::parse(&url) {
+                if let Err(e) = crate::egress::CallbackUrl::parse(&url) {
                     return Err(invalid(&full, e.to_string(), FORM));
                 }
                 s.webhook_url = Some(url);

@@ -13,6 +13,7 @@ pub mod cli;
 pub mod config;
 pub mod corpus;
 pub mod doctor;
+pub mod egress;
 pub mod guest;
 pub mod image;
 pub mod monitor;

@@ -6,7 +6,7 @@ use std::fmt;
 
 use crate::config::Limits;
 
-use super::webhook::CallbackUrl;
+use crate::egress::CallbackUrl;
 
 /// Lifecycle of an analysis in the queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]

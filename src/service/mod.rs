@@ -93,7 +93,7 @@ async fn run(data: DataDir, config: Config, options: ServeOptions) -> Result<(),
         .clone()
         .unwrap_or_else(|| config.service.listen.clone());
     let default_callback = match &config.service.webhook_url {
-        Some(url) => Some(CallbackUrl::parse(url).map_err(ServiceError::WebhookUrl)?),
+        Some(url) => Some(CallbackUrl::parse(url).map_err(|e| ServiceError::WebhookUrl(e.into()))?),
         None => None,
     };
     let concurrency = match options.concurrency.or(config.service.concurrency) {

@@ -20,7 +20,7 @@ use super::super::command::{
     AnalysisId, ArtifactName, ListFilter, Status, Submission, DEFAULT_PAGE, DEFAULT_PRIORITY,
     MAX_PAGE, PRIORITY_RANGE,
 };
-use super::super::webhook::CallbackUrl;
+use crate::egress::CallbackUrl;
 
 /// Longest accepted `file_name`, in bytes (the common file-system limit).
 pub const MAX_FILE_NAME_BYTES: usize = 255;
