@@ -8,22 +8,17 @@ use std::time::{Duration, Instant};
 use aegis::sandbox::cgroup::{Cgroup, Hierarchy};
 use support::*;
 
-/// Waits until the run directory of a new analysis appears and returns its id.
-fn wait_for_run(before: &[String]) -> String {
+/// Waits until the run of the `aegis` process `owner` is under way and returns its id. The run
+/// is found by its owner record, so tests running side by side never take each other's run.
+fn wait_for_run(owner: u32) -> String {
     let runs = data_dir().join("runs");
     let start = Instant::now();
     loop {
-        let now: Vec<String> = std::fs::read_dir(&runs)
-            .map(|d| {
-                d.flatten()
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .collect()
-            })
-            .unwrap_or_default();
-        if let Some(id) = now.iter().find(|id| !before.contains(id)) {
-            let outcome_dir = runs.join(id);
-            if outcome_dir.join("events.jsonl").exists() {
-                return id.clone();
+        for entry in std::fs::read_dir(&runs).into_iter().flatten().flatten() {
+            let owned = std::fs::read_to_string(entry.path().join("owner"))
+                .is_ok_and(|o| o.split_whitespace().next() == Some(owner.to_string().as_str()));
+            if owned && entry.path().join("events.jsonl").exists() {
+                return entry.file_name().to_string_lossy().into_owned();
             }
         }
         assert!(
@@ -32,16 +27,6 @@ fn wait_for_run(before: &[String]) -> String {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-fn runs_now() -> Vec<String> {
-    std::fs::read_dir(data_dir().join("runs"))
-        .map(|d| {
-            d.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 fn sandbox_pids(id: &str) -> Vec<i32> {
@@ -61,14 +46,13 @@ fn spinner(dir: &Path) -> std::path::PathBuf {
 fn start_spinning_analysis(dir: &Path) -> (std::process::Child, String) {
     // Make sure the image exists first, so the run starts at once.
     analyze(&write(dir, "t.sh", b"#!/bin/sh\ntrue\n"), &[]);
-    let before = runs_now();
     let child = aegis()
         .arg("analyze")
         .arg(spinner(dir))
         .args(["--timeout", "60"])
         .spawn()
         .unwrap();
-    let id = wait_for_run(&before);
+    let id = wait_for_run(child.id());
     std::thread::sleep(Duration::from_millis(500));
     assert!(!sandbox_pids(&id).is_empty(), "the sandbox is running");
     (child, id)

@@ -24,9 +24,17 @@ pub fn write_owner(run: &RunLayout) -> std::io::Result<()> {
     fs::write(run.owner(), format!("{pid} {start}\n"))
 }
 
+/// A run directory without an owner record yet may be one being created this instant.
+const OWNERLESS_GRACE: std::time::Duration = std::time::Duration::from_secs(600);
+
 fn owner_alive(run_dir: &Path) -> bool {
     let Ok(text) = fs::read_to_string(run_dir.join("owner")) else {
-        return false;
+        // Written right after the directory: only an old directory without one is left over.
+        let age = fs::metadata(run_dir)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok());
+        return age.is_none_or(|a| a < OWNERLESS_GRACE);
     };
     let mut parts = text.split_whitespace();
     let pid: Option<i32> = parts.next().and_then(|p| p.parse().ok());
@@ -116,6 +124,16 @@ mod tests {
         assert_eq!(swept.runs, vec!["dead".to_string()]);
         assert!(live.dir.exists());
         assert!(!dead.dir.exists());
+    }
+
+    #[test]
+    fn a_run_being_created_has_no_owner_yet_and_is_left_alone() {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = DataDir::new(tmp.path());
+        let fresh = RunLayout::new(&data.run("fresh"));
+        fs::create_dir_all(&fresh.dir).unwrap();
+        assert!(sweep(&data).runs.is_empty());
+        assert!(fresh.dir.exists());
     }
 
     #[test]

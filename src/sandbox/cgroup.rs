@@ -13,6 +13,9 @@ use crate::config::Limits;
 /// Name of the parent cgroup of every analysis.
 pub const PARENT: &str = "aegis";
 
+/// How long a killed cgroup may stay busy before its removal is an error.
+const RELEASE_WAIT: Duration = Duration::from_secs(5);
+
 const V1_CONTROLLERS: &[&str] = &["memory", "pids", "cpu", "freezer"];
 const V2_CONTROLLERS: &[&str] = &["memory", "pids", "cpu"];
 
@@ -344,13 +347,25 @@ impl Cgroup {
     pub fn destroy(&self) -> Result<(), CgroupError> {
         self.kill_all()?;
         for (_, dir) in &self.dirs {
-            match fs::remove_dir(dir) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(io(dir)(e)),
-            }
+            remove_when_released(dir)?;
         }
         Ok(())
+    }
+}
+
+/// Removes a cgroup directory. Killed tasks are gone from `cgroup.procs` a moment before the
+/// kernel lets go of the cgroup (rmdir answers EBUSY meanwhile), so retry for a while.
+fn remove_when_released(dir: &Path) -> Result<(), CgroupError> {
+    let start = Instant::now();
+    loop {
+        match fs::remove_dir(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && start.elapsed() < RELEASE_WAIT => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => return Err(io(dir)(e)),
+        }
     }
 }
 
