@@ -71,6 +71,14 @@ pub struct AnalyzeArgs {
     /// Print the full report as JSON on stdout (and nothing else there).
     #[arg(long)]
     pub json: bool,
+    /// The sample's network: `simulated` (the simulated internet: every address answers,
+    /// traffic recorded and captured) or `none` (loopback only). Default: network.mode.
+    #[arg(long, value_parser = parse_network_arg)]
+    pub network: Option<crate::netsim::NetworkMode>,
+    /// How names resolve in the simulated internet: `sinkhole` (every name resolves to the
+    /// simulated internet) or `nxdomain` (no name resolves). Default: network.dns.
+    #[arg(long, value_parser = parse_dns_arg)]
+    pub dns: Option<crate::netsim::DnsMode>,
     /// The name the sample is submitted under (default: the file's name).
     #[arg(long)]
     pub name: Option<String>,
@@ -132,6 +140,16 @@ fn printable(text: &str) -> String {
             }
         })
         .collect()
+}
+
+fn parse_network_arg(s: &str) -> Result<crate::netsim::NetworkMode, String> {
+    crate::netsim::NetworkMode::parse(s)
+        .ok_or_else(|| format!("`{s}` is not a network mode; use {}", config::NETWORK_FORM))
+}
+
+fn parse_dns_arg(s: &str) -> Result<crate::netsim::DnsMode, String> {
+    crate::netsim::DnsMode::parse(s)
+        .ok_or_else(|| format!("`{s}` is not a DNS mode; use {}", config::DNS_FORM))
 }
 
 fn parse_cpus_arg(s: &str) -> Result<f64, String> {
@@ -224,6 +242,7 @@ fn analyze(data: &DataDir, config: Config, args: AnalyzeArgs) -> Result<i32> {
         bytes,
         arguments: args.arguments.clone(),
         limits,
+        network: config.network_spec(args.network, args.dns),
     };
     std::fs::create_dir_all(data.root())
         .with_context(|| format!("cannot create data directory {}", data.root().display()))?;

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
+use crate::netsim::{DnsMode, NetworkMode, NetworkSpec};
+
 /// What went wrong while reading or checking configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -56,7 +58,31 @@ pub struct Limits {
 pub struct Config {
     pub sandbox: SandboxConfig,
     pub service: ServiceConfig,
+    pub network: NetworkConfig,
 }
+
+/// The `network` section: what network an analysis gets unless it asks otherwise.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NetworkConfig {
+    pub mode: NetworkMode,
+    pub dns: DnsMode,
+    /// Size cap of `network.pcap`, in bytes.
+    pub pcap_max_bytes: u64,
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        NetworkConfig {
+            mode: NetworkMode::Simulated,
+            dns: DnsMode::Sinkhole,
+            pcap_max_bytes: 64 << 20,
+        }
+    }
+}
+
+/// Accepted forms of the network choices, shared with the command line and the API.
+pub const NETWORK_FORM: &str = "\"simulated\" or \"none\"";
+pub const DNS_FORM: &str = "\"sinkhole\" or \"nxdomain\"";
 
 /// The `sandbox` section.
 #[derive(Debug, Clone, PartialEq)]
@@ -148,7 +174,8 @@ impl Config {
             match key.as_str() {
                 "sandbox" => apply_sandbox(&mut config.sandbox, as_object(section, "sandbox")?)?,
                 "service" => apply_service(&mut config.service, as_object(section, "service")?)?,
-                other => return Err(unknown(other, "`sandbox` or `service`")),
+                "network" => apply_network(&mut config.network, as_object(section, "network")?)?,
+                other => return Err(unknown(other, "`sandbox`, `service` or `network`")),
             }
         }
         if config.sandbox.default_timeout > config.sandbox.max_timeout {
@@ -185,6 +212,15 @@ impl Config {
             // half of the memory limit, so a full disk leaves the processes room to run.
             disk_bytes: s.disk_limit.min(memory_bytes / 2),
         })
+    }
+
+    /// The network of an analysis from config, overridden by what the caller asked for.
+    pub fn network_spec(&self, mode: Option<NetworkMode>, dns: Option<DnsMode>) -> NetworkSpec {
+        NetworkSpec {
+            mode: mode.unwrap_or(self.network.mode),
+            dns: dns.unwrap_or(self.network.dns),
+            pcap_max_bytes: self.network.pcap_max_bytes,
+        }
     }
 }
 
@@ -251,6 +287,35 @@ fn apply_service(s: &mut ServiceConfig, map: &Map<String, Value>) -> Result<(), 
                     &format!("service.{other}"),
                     "listen, concurrency, max_body_bytes, retention_days, min_free_disk, \
                      api_tokens, webhook_url, shutdown_grace",
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+fn apply_network(n: &mut NetworkConfig, map: &Map<String, Value>) -> Result<(), ConfigError> {
+    for (key, value) in map {
+        let full = format!("network.{key}");
+        match key.as_str() {
+            "mode" => {
+                let text = string(&full, value, NETWORK_FORM)?;
+                n.mode = NetworkMode::parse(&text).ok_or_else(|| {
+                    invalid(&full, format!("`{text}` is not a network mode"), NETWORK_FORM)
+                })?;
+            }
+            "dns" => {
+                let text = string(&full, value, DNS_FORM)?;
+                n.dns = DnsMode::parse(&text).ok_or_else(|| {
+                    invalid(&full, format!("`{text}` is not a DNS mode"), DNS_FORM)
+                })?;
+            }
+            // At least the header and one whole packet.
+            "pcap_max_bytes" => n.pcap_max_bytes = size_value(&full, value, 64 << 10)?,
+            other => {
+                return Err(unknown(
+                    &format!("network.{other}"),
+                    "mode, dns, pcap_max_bytes",
                 ))
             }
         }

@@ -43,6 +43,7 @@ pub fn run(
         timeout_s: Some(timeout),
         ..Default::default()
     })?;
+    let config_network = config.network_spec(None, None);
     crate::analysis::sweep(data);
     let engine = Engine::new(data.clone(), config);
     let never = AtomicBool::new(false);
@@ -57,6 +58,7 @@ pub fn run(
             bytes: std::fs::read(path)?,
             arguments: Vec::new(),
             limits,
+            network: config_network,
         };
         let id = uuid::Uuid::new_v4().to_string();
         let outcome = engine

@@ -17,6 +17,7 @@ pub mod egress;
 pub mod guest;
 pub mod image;
 pub mod monitor;
+pub mod netsim;
 pub mod paths;
 pub mod report;
 pub mod sample;

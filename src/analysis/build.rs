@@ -4,8 +4,8 @@ use std::collections::{BTreeSet, HashMap};
 
 use crate::monitor::events::Event;
 use crate::report::{
-    Connection, Counts, EventOfNote, FileEntry, Files, Incomplete, IpTraffic, Listener, Network,
-    Process, ProcessNode, RenameEntry, Summary,
+    Connection, Counts, DnsLookup, EventOfNote, FileEntry, Files, HttpConversation, Incomplete,
+    IpTraffic, Listener, Network, Process, ProcessNode, RenameEntry, Summary,
 };
 use crate::sandbox::{CollectedFile, FileState, SandboxOutcome};
 
@@ -320,6 +320,13 @@ impl<'a> Builder<'a> {
                         process_id,
                         time,
                         outcome,
+                        src_port: None,
+                        bytes_out: None,
+                        bytes_in: None,
+                        first_bytes: None,
+                        service: None,
+                        commands: Vec::new(),
+                        seen_in: "syscall".into(),
                     });
                 }
             }
@@ -538,6 +545,34 @@ pub fn summarize(b: &Behaviour) -> Summary {
         .collect();
     ip_traffic.sort();
     ip_traffic.dedup();
+    let mut dns_lookups: Vec<DnsLookup> = Vec::new();
+    for q in b.network.dns.iter().flatten() {
+        match dns_lookups.iter_mut().find(|l| l.hostname == q.query) {
+            Some(l) => {
+                for a in &q.answers {
+                    if !l.resolved_ips.contains(a) {
+                        l.resolved_ips.push(a.clone());
+                    }
+                }
+            }
+            None => dns_lookups.push(DnsLookup {
+                hostname: q.query.clone(),
+                resolved_ips: q.answers.clone(),
+            }),
+        }
+    }
+    let http_conversations = b
+        .network
+        .http
+        .iter()
+        .flatten()
+        .map(|h| HttpConversation {
+            url: h.url.clone(),
+            request_method: h.method.clone(),
+            request_headers: h.headers.iter().cloned().collect(),
+            response_status_code: h.response_status,
+        })
+        .collect();
     Summary {
         files_written: unique(written),
         files_deleted: unique(files.deleted.iter().map(|f| f.path.clone()).collect()),
@@ -564,6 +599,8 @@ pub fn summarize(b: &Behaviour) -> Summary {
                 .collect(),
         ),
         ip_traffic,
+        dns_lookups,
+        http_conversations,
         counts: Counts {
             processes: b.processes.len(),
             files_created: files.created.len(),

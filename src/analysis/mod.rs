@@ -3,6 +3,7 @@
 
 pub mod build;
 mod leftovers;
+mod network;
 mod report;
 
 use std::fs;
@@ -37,6 +38,8 @@ pub struct AnalysisRequest {
     /// argv for the sample after its own path.
     pub arguments: Vec<String>,
     pub limits: Limits,
+    /// Loopback only or the simulated internet, and how names resolve.
+    pub network: crate::netsim::NetworkSpec,
 }
 
 /// Why an analysis could not produce a report.
@@ -196,6 +199,7 @@ impl Engine {
                 .sandbox
                 .artifact_max_bytes
                 .max(self.config.sandbox.output_max_bytes),
+            network: request.network,
         };
         let text = serde_json::to_vec_pretty(&spec).unwrap_or_default();
         fs::write(run.spec(), text).map_err(io("write", &run.spec()))?;
@@ -404,6 +408,11 @@ fn keep_artifacts(run: &RunLayout, dir: &Path) -> Result<(), AnalysisError> {
             let dest = to.join(entry.file_name());
             fs::rename(entry.path(), &dest).map_err(io("move artifact to", &dest))?;
         }
+    }
+    let pcap = run.pcap();
+    if pcap.exists() {
+        let dest = target.join(crate::netsim::PCAP_NAME);
+        fs::rename(&pcap, &dest).map_err(io("move artifact to", &dest))?;
     }
     for name in ["stdout", "stderr"] {
         let from = run.stream(name);

@@ -25,7 +25,7 @@ fn environment(request: &AnalysisRequest, image: Option<&ImageInfo>, cgroup: &st
         backend: "native".into(),
         image: image.map_or("linux".into(), |i| i.name.clone()),
         image_digest: image.map_or(String::new(), |i| i.digest.clone()),
-        network: "none".into(),
+        network: request.network.mode.as_str().into(),
         limits: request.limits,
         hostname: crate::guest::HOSTNAME.into(),
         cgroup_version: cgroup.into(),
@@ -33,9 +33,10 @@ fn environment(request: &AnalysisRequest, image: Option<&ImageInfo>, cgroup: &st
     }
 }
 
-fn network_none() -> Network {
+fn network_not_run(request: &AnalysisRequest) -> Network {
     Network {
-        mode: "none".into(),
+        mode: request.network.mode.as_str().into(),
+        note: Some("the sample did not run, so it had no network activity".into()),
         ..Default::default()
     }
 }
@@ -73,7 +74,7 @@ pub fn not_executed(
         processes: Vec::new(),
         process_tree: Vec::new(),
         files: Default::default(),
-        network: network_none(),
+        network: network_not_run(request),
         events_of_note: Vec::new(),
         output: Output::default(),
         summary: Summary::default(),
@@ -101,7 +102,17 @@ pub fn from_run(
         builder.feed(ev);
     }
     let mut behaviour = builder.finish(&outcome.files);
-    let incomplete = incompleteness(&mut behaviour, outcome, torn);
+    let mut incomplete = incompleteness(&mut behaviour, outcome, torn);
+    let traffic = fs::read(run.network_records())
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok());
+    super::network::fill(
+        &mut behaviour.network,
+        &request.network,
+        traffic,
+        outcome.started_ns,
+        &mut incomplete,
+    );
     let execution = execution(&behaviour, outcome, command, submitted);
     let failed = outcome.setup_error.is_some()
         || (!behaviour.stream_complete && !outcome.timed_out && !outcome.pids_stopped);
@@ -121,10 +132,7 @@ pub fn from_run(
         process_tree: process_tree(&behaviour.processes),
         processes: behaviour.processes,
         files: behaviour.files,
-        network: Network {
-            mode: "none".into(),
-            ..behaviour.network
-        },
+        network: behaviour.network,
         events_of_note: behaviour.events_of_note,
         output: Output {
             stdout: stream(run, "stdout", &outcome.stdout, output_max),

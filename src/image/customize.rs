@@ -31,9 +31,9 @@ const USER: Owner = Owner {
 const MACHINE_ID: &str = "5c1e9a47d2b84f03a6e7c9d18f2b4a60\n";
 
 /// Replaces the host's resolv.conf, which mmdebstrap copies in and which would show the
-/// host's resolver to the sample. The systemd-resolved stub address is what a current server
-/// has; the sandbox's network decides what answers there.
-const RESOLV_CONF: &str = "nameserver 127.0.0.53\noptions edns0 trust-ad\nsearch .\n";
+/// host's resolver to the sample. The resolver a cloud VPC gives its servers (base + 2): with
+/// the simulated internet it answers (as every address does), with `none` it is unreachable.
+const RESOLV_CONF: &str = "nameserver 172.31.0.2\noptions edns0 trust-ad\nsearch .\n";
 
 /// Decoy shell history of the ordinary user: what an admin of a small web server types.
 const BASH_HISTORY: &str = "\

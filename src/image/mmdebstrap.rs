@@ -48,6 +48,7 @@ const PACKAGES: &[&str] = &[
     "file",            // type probing by droppers
     "sudo",            // privilege escalation attempts (setuid binary)
     "ca-certificates", // TLS downloads
+    "openssl",         // `openssl s_client`: TLS to a controller, certificate fetching
     "less",            // an ordinary server has it
     "gzip",            // unpacking payloads
     "tar",             // unpacking payloads

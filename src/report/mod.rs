@@ -12,7 +12,7 @@ use crate::config::Limits;
 pub mod text;
 
 /// Version of the report format. Bumped on any change a consumer could notice.
-pub const REPORT_VERSION: &str = "1.0";
+pub const REPORT_VERSION: &str = "1.1";
 
 /// The whole report of one analysis.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -68,7 +68,7 @@ pub struct Environment {
     pub backend: String,
     pub image: String,
     pub image_digest: String,
-    /// `none`: loopback only.
+    /// `simulated` (the simulated internet) or `none` (loopback only).
     pub network: String,
     pub limits: Limits,
     pub hostname: String,
@@ -186,20 +186,39 @@ pub struct RenameEntry {
     pub time: f64,
 }
 
-/// Network activity seen through the sample's system calls.
+/// Network activity: what the sample's system calls asked for, and with the simulated
+/// internet, what its traffic said.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 pub struct Network {
-    /// `none`: the sandbox has loopback only; nothing can leave it.
+    /// `simulated`: the sandbox's only way out leads to the simulated internet, which answers
+    /// every address and records the traffic; `none`: loopback only, nothing was simulated.
     pub mode: String,
+    /// What the mode means for the lists below, when they do not tell everything.
+    pub note: Option<String>,
+    /// How names resolved: `sinkhole` or `nxdomain` (null with `none`).
+    pub dns_mode: Option<String>,
+    /// Outgoing connections and datagrams: one record per connection, from the system calls,
+    /// the traffic, or both.
     pub connections: Vec<Connection>,
     pub listeners: Vec<Listener>,
+    /// DNS questions answered by the simulated internet (null with `none`).
+    pub dns: Option<Vec<DnsQuery>>,
+    /// HTTP requests (null with `none`).
+    pub http: Option<Vec<HttpRequest>>,
+    /// TLS ClientHellos (null with `none`).
+    pub tls: Option<Vec<TlsHello>>,
+    /// Name of the packet capture artifact (`network.pcap`), null with `none`.
+    pub pcap: Option<String>,
+    /// Packets in the capture and packets left out past its size cap.
+    pub pcap_packets: Option<u64>,
+    pub pcap_packets_not_written: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct Connection {
     /// `tcp`, `udp`, `unix`, `raw`, `unknown`.
     pub protocol: String,
-    /// `connect` or `sendto`.
+    /// `connect` or `sendto` (system calls), `traffic` when only the traffic showed it.
     pub operation: String,
     pub dst_ip: Option<String>,
     pub dst_port: Option<u16>,
@@ -208,8 +227,70 @@ pub struct Connection {
     pub process_id: Option<u32>,
     pub time: f64,
     /// `connected`, `in_progress`, `refused`, `unreachable`, `timed_out`, `denied`, `sent`,
-    /// or `error:<ERRNO>`.
+    /// or `error:<ERRNO>` from the system call; `established` or `sent` from the traffic alone.
     pub outcome: String,
+    /// The guest's source port, from the traffic.
+    pub src_port: Option<u16>,
+    /// Payload bytes the sample sent, from the traffic (null without it).
+    pub bytes_out: Option<u64>,
+    /// Payload bytes the simulated internet sent back.
+    pub bytes_in: Option<u64>,
+    /// The first bytes the sample sent (up to 256), escaped as in `output`.
+    pub first_bytes: Option<String>,
+    /// `http`, `tls`, `dns`, `smtp`, `ftp`, `irc` when the simulated internet spoke it.
+    pub service: Option<String>,
+    /// Commands sent to an SMTP, FTP or IRC service, in order.
+    pub commands: Vec<String>,
+    /// `syscall`, `traffic`, or `syscall+traffic`.
+    pub seen_in: String,
+}
+
+/// One DNS question.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct DnsQuery {
+    pub query: String,
+    /// `A`, `AAAA`, `MX`, `TXT`, ...
+    #[serde(rename = "type")]
+    pub qtype: String,
+    pub answers: Vec<String>,
+    /// `NOERROR`, `NXDOMAIN`, ...
+    pub rcode: String,
+    pub process_id: Option<u32>,
+    pub time: f64,
+}
+
+/// One HTTP request and the simulated internet's answer.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct HttpRequest {
+    pub method: String,
+    pub url: String,
+    pub host: Option<String>,
+    pub path: String,
+    pub user_agent: Option<String>,
+    /// Request headers in order, as `[name, value]`.
+    pub headers: Vec<(String, String)>,
+    pub body_size: u64,
+    pub body_sha256: Option<String>,
+    pub response_status: u16,
+    pub response_content_type: String,
+    pub dst_ip: Option<String>,
+    pub dst_port: Option<u16>,
+    pub process_id: Option<u32>,
+    pub time: f64,
+}
+
+/// One TLS ClientHello.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct TlsHello {
+    /// Server name indication.
+    pub sni: Option<String>,
+    /// JA3 fingerprint (md5 of `ja3_string`).
+    pub ja3: String,
+    pub ja3_string: String,
+    pub dst_ip: Option<String>,
+    pub dst_port: Option<u16>,
+    pub process_id: Option<u32>,
+    pub time: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -264,6 +345,8 @@ pub struct Summary {
     pub processes_terminated: Vec<String>,
     pub command_executions: Vec<String>,
     pub ip_traffic: Vec<IpTraffic>,
+    pub dns_lookups: Vec<DnsLookup>,
+    pub http_conversations: Vec<HttpConversation>,
     /// Counts of the sections, for quick triage.
     pub counts: Counts,
 }
@@ -273,6 +356,22 @@ pub struct IpTraffic {
     pub destination_ip: String,
     pub destination_port: u16,
     pub transport_layer_protocol: String,
+}
+
+/// A name the sample resolved and what it resolved to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct DnsLookup {
+    pub hostname: String,
+    pub resolved_ips: Vec<String>,
+}
+
+/// One HTTP request, VirusTotal style.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct HttpConversation {
+    pub url: String,
+    pub request_method: String,
+    pub request_headers: std::collections::BTreeMap<String, String>,
+    pub response_status_code: u16,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]

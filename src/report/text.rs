@@ -10,7 +10,8 @@ pub fn encode(bytes: &[u8]) -> (String, &'static str) {
     }
 }
 
-fn escape(mut bytes: &[u8]) -> String {
+/// The escaped form alone: `\xNN` for each byte that is not UTF-8, `\\` for a backslash.
+pub fn escape(mut bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len() + 16);
     while !bytes.is_empty() {
         match std::str::from_utf8(bytes) {

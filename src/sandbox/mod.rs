@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::config::Limits;
+use crate::netsim::NetworkSpec;
 pub use cgroup::CgroupStats;
 pub use collect::{CollectedFile, FileState};
 pub use supervisor::supervise;
@@ -39,6 +40,8 @@ pub struct SandboxSpec {
     pub artifact_max_bytes: u64,
     /// How much of stdout and stderr is kept (each).
     pub output_keep_bytes: u64,
+    /// Loopback only, or the simulated internet.
+    pub network: NetworkSpec,
 }
 
 /// What the supervisor saw, written as `outcome.json`.
@@ -106,6 +109,14 @@ impl RunLayout {
     pub fn dropped(&self) -> PathBuf {
         self.artifacts().join("dropped")
     }
+    /// The packet capture of the simulated internet.
+    pub fn pcap(&self) -> PathBuf {
+        self.artifacts().join(crate::netsim::PCAP_NAME)
+    }
+    /// What the simulated internet recorded.
+    pub fn network_records(&self) -> PathBuf {
+        self.dir.join(crate::netsim::RECORDS_NAME)
+    }
     pub fn stream(&self, name: &str) -> PathBuf {
         self.artifacts().join(format!("{name}.bin"))
     }
@@ -137,4 +148,6 @@ pub enum SandboxError {
     },
     #[error(transparent)]
     Cgroup(#[from] cgroup::CgroupError),
+    #[error(transparent)]
+    Network(#[from] crate::netsim::NetsimError),
 }

@@ -1,4 +1,5 @@
-//! The supervisor: one process per sandbox, host root, single-threaded.
+//! The supervisor: one process per sandbox, host root. Single-threaded until the sandbox's
+//! init is cloned; with the simulated internet, a thread then serves the sandbox's link.
 
 use std::ffi::CString;
 use std::fs::{self, File, OpenOptions};
@@ -20,6 +21,7 @@ use super::kernel::RealKernel;
 use super::{guest_view, seccomp, Captured, RunLayout, SandboxError, SandboxOutcome, SandboxSpec};
 use crate::guest::{UID_BASE, UID_COUNT};
 use crate::monitor::{self, MonitorSetup};
+use crate::netsim::{self, NetworkMode};
 
 fn kernel(step: &'static str) -> impl FnOnce(nix::Error) -> SandboxError {
     move |source| SandboxError::Kernel { step, source }
@@ -226,6 +228,16 @@ fn run_sandbox(
     if !joins_itself {
         cgroup.add(child.as_raw())?;
     }
+    // Before the release: the sample's first packet already finds the simulated internet.
+    let internet = match spec.network.mode {
+        NetworkMode::Simulated => Some(netsim::start(
+            child.as_raw(),
+            &spec.network,
+            &layout.dir,
+            &layout.pcap(),
+        )?),
+        NetworkMode::None => None,
+    };
     // The init holds the event stream: the OOM killer must pick the sample, not it.
     let _ = fs::write(format!("/proc/{child}/oom_score_adj"), "-1000");
 
@@ -238,6 +250,9 @@ fn run_sandbox(
 
     watch(spec, layout, cgroup, child, [out_r, errs_r], &mut outcome)?;
     outcome.ended_ns = monitor::now_ns();
+    if let Some(internet) = internet {
+        internet.finish();
+    }
     outcome.setup_error = read_all(err_r).filter(|s| !s.is_empty());
     Ok(outcome)
 }

@@ -102,7 +102,7 @@ pub fn list(artifacts_dir: &Path) -> Result<Vec<ArtifactName>, ArtifactError> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(io_err("read", &dropped)(e)),
     }
-    for stream in ["stdout.bin", "stderr.bin"] {
+    for stream in ["stdout.bin", "stderr.bin", crate::netsim::PCAP_NAME] {
         if is_regular(&artifacts_dir.join(stream)) {
             names.extend(ArtifactName::parse(stream));
         }

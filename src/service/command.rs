@@ -106,6 +106,8 @@ pub struct Submission {
     pub limits: Limits,
     pub priority: i64,
     pub callback_url: Option<CallbackUrl>,
+    pub network: crate::netsim::NetworkMode,
+    pub dns: crate::netsim::DnsMode,
 }
 
 /// `GET /analyses`, validated.
@@ -123,7 +125,7 @@ pub const DEFAULT_PAGE: u32 = 20;
 pub const MAX_PAGE: u32 = 100;
 
 /// The name of one artifact of an analysis, as the report names it: `dropped/<sha256>`,
-/// `stdout.bin` or `stderr.bin`. No other form is accepted, so it is always a path below
+/// `stdout.bin`, `stderr.bin` or `network.pcap`. No other form is accepted, so it is always a path below
 /// the analysis' `artifacts/` directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ArtifactName(String);
@@ -137,7 +139,7 @@ impl ArtifactName {
                         .bytes()
                         .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
             }
-            None => text == "stdout.bin" || text == "stderr.bin",
+            None => matches!(text, "stdout.bin" | "stderr.bin" | crate::netsim::PCAP_NAME),
         };
         ok.then(|| ArtifactName(text.to_string()))
     }
@@ -179,6 +181,7 @@ mod tests {
         assert!(ArtifactName::parse(&format!("dropped/{hash}")).is_some());
         assert!(ArtifactName::parse("stdout.bin").is_some());
         assert!(ArtifactName::parse("stderr.bin").is_some());
+        assert!(ArtifactName::parse("network.pcap").is_some());
         for bad in [
             "",
             "dropped/",

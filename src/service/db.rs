@@ -42,7 +42,7 @@ pub fn sql(op: &'static str) -> impl FnOnce(rusqlite::Error) -> DbError {
 }
 
 /// Version written to `PRAGMA user_version`; bumped with every schema change.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS analyses (
@@ -66,7 +66,9 @@ CREATE TABLE IF NOT EXISTS analyses (
     attempts         INTEGER NOT NULL DEFAULT 0,
     cancel_requested INTEGER NOT NULL DEFAULT 0,
     webhook_state    TEXT CHECK (webhook_state IN ('pending','delivered','failed')),
-    webhook_attempts INTEGER NOT NULL DEFAULT 0
+    webhook_attempts INTEGER NOT NULL DEFAULT 0,
+    network          TEXT NOT NULL DEFAULT 'simulated' CHECK (network IN ('none','simulated')),
+    dns              TEXT NOT NULL DEFAULT 'sinkhole' CHECK (dns IN ('sinkhole','nxdomain'))
 );
 CREATE INDEX IF NOT EXISTS analyses_queue ON analyses (status, priority DESC, seq);
 CREATE INDEX IF NOT EXISTS analyses_sha256 ON analyses (sha256);
@@ -77,6 +79,14 @@ CREATE TABLE IF NOT EXISTS transitions (
     detail      TEXT
 );
 CREATE INDEX IF NOT EXISTS transitions_analysis ON transitions (analysis_id);
+";
+
+/// Adds the network choice of an analysis.
+const MIGRATE_1_TO_2: &str = "
+ALTER TABLE analyses ADD COLUMN network TEXT NOT NULL DEFAULT 'none'
+    CHECK (network IN ('none','simulated'));
+ALTER TABLE analyses ADD COLUMN dns TEXT NOT NULL DEFAULT 'sinkhole'
+    CHECK (dns IN ('sinkhole','nxdomain'));
 ";
 
 /// Opens (creating when needed) the database and brings its schema up to date.
@@ -103,6 +113,10 @@ pub fn open(path: &Path) -> Result<Connection, DbError> {
         });
     }
     conn.execute_batch(SCHEMA).map_err(open_err)?;
+    if version == 1 {
+        // Version 1 had no network choice: what it queued runs as it would have, loopback only.
+        conn.execute_batch(MIGRATE_1_TO_2).map_err(open_err)?;
+    }
     conn.pragma_update(None, "user_version", SCHEMA_VERSION)
         .map_err(open_err)?;
     Ok(conn)
@@ -139,12 +153,14 @@ pub struct AnalysisRow {
     pub error: Option<String>,
     pub attempts: u32,
     pub cancel_requested: bool,
+    pub network: crate::netsim::NetworkMode,
+    pub dns: crate::netsim::DnsMode,
 }
 
 /// The columns [`AnalysisRow::read`] expects, in its order.
 pub const ROW_COLUMNS: &str = "id, status, priority, file_name, sha256, size, arguments, \
      timeout_s, memory_bytes, cpus, callback_url, submitted_at, started_at, ended_at, error, \
-     attempts, cancel_requested";
+     attempts, cancel_requested, network, dns";
 
 impl AnalysisRow {
     /// Reads a row selected with [`ROW_COLUMNS`].
@@ -166,6 +182,14 @@ impl AnalysisRow {
             Ok(a) => a,
             Err(e) => return Ok(Err(corrupt(format!("arguments: {e}")))),
         };
+        let network: String = row.get(17)?;
+        let Some(network) = crate::netsim::NetworkMode::parse(&network) else {
+            return Ok(Err(corrupt(format!("unknown network {network:?}"))));
+        };
+        let dns: String = row.get(18)?;
+        let Some(dns) = crate::netsim::DnsMode::parse(&dns) else {
+            return Ok(Err(corrupt(format!("unknown dns {dns:?}"))));
+        };
         Ok(Ok(AnalysisRow {
             id: parsed_id,
             status,
@@ -184,6 +208,8 @@ impl AnalysisRow {
             error: row.get(14)?,
             attempts: row.get(15)?,
             cancel_requested: row.get(16)?,
+            network,
+            dns,
         }))
     }
 }

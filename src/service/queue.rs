@@ -153,8 +153,8 @@ impl Queue {
         let tx = inner.conn.transaction().map_err(sql("begin insert"))?;
         tx.execute(
             "INSERT INTO analyses (id, status, priority, file_name, sha256, size, arguments, \
-             timeout_s, memory_bytes, cpus, callback_url, submitted_at, webhook_state) \
-             VALUES (?1, 'queued', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+             timeout_s, memory_bytes, cpus, callback_url, submitted_at, webhook_state, network, \
+             dns) VALUES (?1, 'queued', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
             params![
                 id.as_str(),
                 s.priority,
@@ -168,6 +168,8 @@ impl Queue {
                 s.callback_url.as_ref().map(|u| u.as_str()),
                 now,
                 webhook_state,
+                s.network.as_str(),
+                s.dns.as_str(),
             ],
         )
         .map_err(sql("insert analysis"))?;
@@ -602,6 +604,8 @@ mod tests {
             },
             priority,
             callback_url: None,
+            network: crate::netsim::NetworkMode::None,
+            dns: crate::netsim::DnsMode::Nxdomain,
         };
         q.insert(&id, &s, &"0".repeat(64)).unwrap();
         id
@@ -628,6 +632,11 @@ mod tests {
         assert_eq!(c.row.attempts, 1);
         assert!(c.row.started_at.is_some());
         assert_eq!(c.row.arguments, vec!["x".to_string()]);
+        assert_eq!(
+            (c.row.network, c.row.dns),
+            (crate::netsim::NetworkMode::None, crate::netsim::DnsMode::Nxdomain),
+            "the network choice is kept with the job"
+        );
         assert!(q.claim().unwrap().is_none());
         assert_eq!(q.counts().unwrap(), (0, 1));
     }

@@ -95,6 +95,8 @@ mod tests {
             },
             priority: 5,
             callback_url: None,
+            network: crate::netsim::NetworkMode::None,
+            dns: crate::netsim::DnsMode::Nxdomain,
         };
         q.insert(&id, &s, &"0".repeat(64)).unwrap();
         std::fs::create_dir_all(data.root().join("samples")).unwrap();

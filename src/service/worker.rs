@@ -168,6 +168,10 @@ fn analyze(ctx: &WorkerContext, job: &Claimed, bytes: Vec<u8>) -> Outcome {
             pids: sandbox.pids_limit,
             disk_bytes: sandbox.disk_limit,
         },
+        network: ctx
+            .engine
+            .config
+            .network_spec(Some(row.network), Some(row.dns)),
     };
     let mut progress = |line: &str| tracing::debug!(progress = line);
     let result = std::panic::catch_unwind(AssertUnwindSafe(|| {

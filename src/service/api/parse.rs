@@ -43,6 +43,8 @@ pub const JSON_FIELDS: &[&str] = &[
     "arguments",
     "priority",
     "callback_url",
+    "network",
+    "dns",
 ];
 
 /// Why a request was refused; every variant is a client error.
@@ -154,6 +156,8 @@ pub struct Draft {
     arguments: Option<Vec<String>>,
     priority: Option<i64>,
     callback_url: Option<CallbackUrl>,
+    network: Option<crate::netsim::NetworkMode>,
+    dns: Option<crate::netsim::DnsMode>,
 }
 
 impl Draft {
@@ -171,6 +175,8 @@ impl Draft {
             "arguments" => self.add_arguments(raw)?,
             "priority" => self.priority = Some(priority(raw)?),
             "callback_url" => self.callback_url = Some(callback_url(raw)?),
+            "network" => self.network = Some(network(raw)?),
+            "dns" => self.dns = Some(dns(raw)?),
             "file_data" => self.bytes = Some(file_data(raw)?),
             other => {
                 return Err(InputError::UnknownField {
@@ -191,6 +197,8 @@ impl Draft {
             "arguments" => self.arguments.is_some(),
             "priority" => self.priority.is_some(),
             "callback_url" => self.callback_url.is_some(),
+            "network" => self.network.is_some(),
+            "dns" => self.dns.is_some(),
             "file_data" | "file" => self.bytes.is_some(),
             _ => false,
         }
@@ -270,6 +278,8 @@ impl Draft {
             limits,
             priority: self.priority.unwrap_or(DEFAULT_PRIORITY),
             callback_url: self.callback_url,
+            network: self.network.unwrap_or(config.network.mode),
+            dns: self.dns.unwrap_or(config.network.dns),
         })
     }
 }
@@ -433,6 +443,32 @@ fn priority(raw: Raw<'_>) -> Result<i64, InputError> {
             ),
         )),
     }
+}
+
+fn network(raw: Raw<'_>) -> Result<crate::netsim::NetworkMode, InputError> {
+    raw.as_str()
+        .and_then(crate::netsim::NetworkMode::parse)
+        .ok_or_else(|| {
+            invalid(
+                "network",
+                format!(
+                    "must be {} (no real-internet mode exists); got {}",
+                    config::NETWORK_FORM,
+                    raw.describe()
+                ),
+            )
+        })
+}
+
+fn dns(raw: Raw<'_>) -> Result<crate::netsim::DnsMode, InputError> {
+    raw.as_str()
+        .and_then(crate::netsim::DnsMode::parse)
+        .ok_or_else(|| {
+            invalid(
+                "dns",
+                format!("must be {}; got {}", config::DNS_FORM, raw.describe()),
+            )
+        })
 }
 
 fn argument(s: &str) -> Result<String, InputError> {

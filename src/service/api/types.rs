@@ -33,6 +33,13 @@ pub struct SubmitRequest {
     pub priority: Option<i64>,
     /// Receives the final status. Only `http://` URLs on 127.0.0.0/8, `[::1]` or `localhost`.
     pub callback_url: Option<String>,
+    /// The sample's network: `simulated` (every address answered by the simulated internet,
+    /// traffic recorded, `network.pcap` kept) or `none` (loopback only). No mode reaches the
+    /// real internet. Default `network.mode` (`simulated`).
+    pub network: Option<String>,
+    /// How names resolve with `simulated`: `sinkhole` (every name resolves to the simulated
+    /// internet) or `nxdomain`. Default `network.dns` (`sinkhole`).
+    pub dns: Option<String>,
 }
 
 /// A size as text (`"512m"`) or bytes.
@@ -66,6 +73,8 @@ pub struct SubmitForm {
     pub arguments: Option<Vec<String>>,
     pub priority: Option<i64>,
     pub callback_url: Option<String>,
+    pub network: Option<String>,
+    pub dns: Option<String>,
 }
 
 /// Binary content.
