@@ -301,7 +301,11 @@ fn apply_network(n: &mut NetworkConfig, map: &Map<String, Value>) -> Result<(), 
             "mode" => {
                 let text = string(&full, value, NETWORK_FORM)?;
                 n.mode = NetworkMode::parse(&text).ok_or_else(|| {
-                    invalid(&full, format!("`{text}` is not a network mode"), NETWORK_FORM)
+                    invalid(
+                        &full,
+                        format!("`{text}` is not a network mode"),
+                        NETWORK_FORM,
+                    )
                 })?;
             }
             "dns" => {

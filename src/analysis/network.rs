@@ -65,7 +65,8 @@ pub fn fill(
     };
     let owners = merge_flows(&mut network.connections, &traffic.flows, start_ns);
     let conn_of = |flow: usize| owners.get(flow).copied().flatten();
-    let process_of = |flow: usize, conns: &[Connection]| conn_of(flow).and_then(|c| conns[c].process_id);
+    let process_of =
+        |flow: usize, conns: &[Connection]| conn_of(flow).and_then(|c| conns[c].process_id);
     let flow_dst = |flow: usize| {
         traffic
             .flows
@@ -334,7 +335,9 @@ mod tests {
         assert_eq!(c.len(), 5, "{c:#?}");
         let tcp: Vec<_> = c.iter().filter(|c| c.protocol == "tcp").collect();
         assert_eq!(
-            tcp.iter().map(|c| (c.src_port, c.process_id, c.seen_in.as_str())).collect::<Vec<_>>(),
+            tcp.iter()
+                .map(|c| (c.src_port, c.process_id, c.seen_in.as_str()))
+                .collect::<Vec<_>>(),
             vec![
                 (Some(40000), Some(2), "syscall+traffic"),
                 (Some(40002), Some(2), "syscall+traffic"),
@@ -345,7 +348,11 @@ mod tests {
         assert_eq!(tcp[0].bytes_out, Some(10));
         assert_eq!(tcp[0].first_bytes.as_deref(), Some("GET /"));
         let http = net.http.as_ref().unwrap();
-        assert_eq!(http[0].process_id, Some(3), "the second connection's process");
+        assert_eq!(
+            http[0].process_id,
+            Some(3),
+            "the second connection's process"
+        );
         assert_eq!(http[0].dst_port, Some(80));
         assert_eq!(net.dns.as_ref().unwrap()[0].process_id, None);
         assert_eq!(net.pcap.as_deref(), Some("network.pcap"));
@@ -355,7 +362,13 @@ mod tests {
     #[test]
     fn mode_none_says_so_instead_of_empty_lists() {
         let mut net = Network::default();
-        fill(&mut net, &NetworkSpec::default_none(), None, START, &mut Vec::new());
+        fill(
+            &mut net,
+            &NetworkSpec::default_none(),
+            None,
+            START,
+            &mut Vec::new(),
+        );
         assert_eq!(net.mode, "none");
         assert!(net.note.as_deref().unwrap().contains("loopback only"));
         assert!(net.dns.is_none() && net.http.is_none() && net.pcap.is_none());

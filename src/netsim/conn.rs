@@ -78,7 +78,8 @@ impl Conn {
         if let Some(f) = self.flow_mut(traffic) {
             f.bytes_out += data.len() as u64;
             let room = FIRST_BYTES.saturating_sub(f.first_bytes.len());
-            f.first_bytes.extend_from_slice(&data[..room.min(data.len())]);
+            f.first_bytes
+                .extend_from_slice(&data[..room.min(data.len())]);
         }
         if matches!(self.app, App::Raw) {
             return;
@@ -277,7 +278,11 @@ mod tests {
     fn an_http_request_split_across_segments_is_answered_once_its_body_is_in() {
         let mut t = traffic_with_flow();
         let mut c = Conn::open(Some(0), "192.0.2.10".into(), 80, &mut t);
-        c.received(b"POST /up HTTP/1.1\r\nHost: a.test\r\nContent-Len", 1, &mut t);
+        c.received(
+            b"POST /up HTTP/1.1\r\nHost: a.test\r\nContent-Len",
+            1,
+            &mut t,
+        );
         c.received(b"gth: 4\r\nConnection: close\r\n\r\nab", 2, &mut t);
         assert!(c.pending().0.is_empty(), "no answer before the body is in");
         c.received(b"cd", 3, &mut t);
@@ -285,7 +290,10 @@ mod tests {
         assert!(reply.starts_with("HTTP/1.1 200 OK"), "{reply}");
         assert!(c.finished());
         let h = &t.http[0];
-        assert_eq!((h.method.as_str(), h.url.as_str()), ("POST", "http://a.test/up"));
+        assert_eq!(
+            (h.method.as_str(), h.url.as_str()),
+            ("POST", "http://a.test/up")
+        );
         assert_eq!(h.body_size, 4);
         assert_eq!(h.t, 2);
         let f = &t.flows[0];
@@ -299,7 +307,11 @@ mod tests {
     fn keep_alive_serves_two_requests_and_bulk_is_zeros() {
         let mut t = traffic_with_flow();
         let mut c = Conn::open(Some(0), "192.0.2.10".into(), 80, &mut t);
-        c.received(b"GET /a.txt HTTP/1.1\r\n\r\nGET /.aegis/bulk/10 HTTP/1.1\r\n\r\n", 1, &mut t);
+        c.received(
+            b"GET /a.txt HTTP/1.1\r\n\r\nGET /.aegis/bulk/10 HTTP/1.1\r\n\r\n",
+            1,
+            &mut t,
+        );
         let out = drain(&mut c, &mut t);
         assert_eq!(t.http.len(), 2);
         assert!(out.ends_with(&[0u8; 10]));

@@ -124,8 +124,11 @@ mod tests {
 
     #[test]
     fn every_name_resolves_to_the_sinkhole() {
-        let (bytes, asked) = answer(&query("evil.example.com.", RecordType::A), DnsMode::Sinkhole)
-            .expect("answered");
+        let (bytes, asked) = answer(
+            &query("evil.example.com.", RecordType::A),
+            DnsMode::Sinkhole,
+        )
+        .expect("answered");
         let reply = Message::from_vec(&bytes).unwrap();
         assert_eq!(reply.metadata.id, 0x1234);
         assert_eq!(reply.metadata.message_type, MessageType::Response);

@@ -113,7 +113,11 @@ pub fn respond(req: &Request) -> Response {
         (200, "OK", ct, body, 0)
     };
     let len = body.len() as u64 + zeros;
-    let connection = if req.keep_alive { "keep-alive" } else { "close" };
+    let connection = if req.keep_alive {
+        "keep-alive"
+    } else {
+        "close"
+    };
     let head = format!(
         "HTTP/1.1 {status} {reason}\r\nServer: nginx\r\nContent-Type: {content_type}\r\n\
          Content-Length: {len}\r\nConnection: {connection}\r\n\r\n"
@@ -136,8 +140,10 @@ fn bulk_size(path: &str) -> Option<u64> {
 /// A 1x1 transparent GIF.
 const GIF: &[u8] = b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff!\xf9\x04\x01\x00\x00\x00\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;";
 /// An empty zip archive (end of central directory only).
-const ZIP: &[u8] = b"PK\x05\x06\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00";
-const HTML: &[u8] = b"<html><head><title>Welcome</title></head><body><p>It works.</p></body></html>\n";
+const ZIP: &[u8] =
+    b"PK\x05\x06\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00";
+const HTML: &[u8] =
+    b"<html><head><title>Welcome</title></head><body><p>It works.</p></body></html>\n";
 const TEXT: &[u8] = b"ok\n";
 const SCRIPT: &[u8] = b"#!/bin/sh\n# simulated internet: a harmless placeholder script\nexit 0\n";
 /// Bytes no loader runs: a placeholder for binaries.
@@ -214,7 +220,10 @@ mod tests {
         assert_eq!(r.user_agent.as_deref(), Some("curl/7.88"));
         assert_eq!(r.body_len, 5);
         assert!(r.keep_alive);
-        assert_eq!(r.url("198.18.0.1", 80), "http://c2.example.com/gate.php?id=1");
+        assert_eq!(
+            r.url("198.18.0.1", 80),
+            "http://c2.example.com/gate.php?id=1"
+        );
         let mut body = Body::new(r.body_len);
         assert_eq!(body.take(b"hello, more"), 5);
         assert!(body.done());
@@ -246,7 +255,10 @@ mod tests {
             })
         };
         assert_eq!(get("/").content_type, "text/html");
-        assert_eq!(get("/a/payload.EXE").content_type, "application/octet-stream");
+        assert_eq!(
+            get("/a/payload.EXE").content_type,
+            "application/octet-stream"
+        );
         assert_eq!(get("/i.png?x=1").content_type, "image/gif");
         assert_eq!(get("/s.sh").body, SCRIPT);
         let r = get("/x.txt");

@@ -162,7 +162,10 @@ mod tests {
         assert!(cmds.is_empty());
         assert_eq!(reply, b"250 2.0.0 Ok: queued\r\n");
         let (reply, cmds) = s.feed(b"IT\r\n");
-        assert_eq!((reply.as_slice(), cmds), (&b"221 2.0.0 Bye\r\n"[..], vec!["QUIT".into()]));
+        assert_eq!(
+            (reply.as_slice(), cmds),
+            (&b"221 2.0.0 Bye\r\n"[..], vec!["QUIT".into()])
+        );
         assert!(s.closing);
     }
 

@@ -102,7 +102,10 @@ pub fn start(
         pcap::Capture::create(pcap_path, spec.pcap_max_bytes).map_err(NetsimError::Capture)?;
     let mut stack = stack::Stack::new(capture, spec.dns, crate::monitor::now_ns);
     if let Some(p) = v6_problem {
-        stack.traffic.errors.push(format!("IPv6 not offered to the guest: {p}"));
+        stack
+            .traffic
+            .errors
+            .push(format!("IPv6 not offered to the guest: {p}"));
     }
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();

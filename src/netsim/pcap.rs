@@ -81,7 +81,9 @@ mod tests {
         let path = dir.path().join("network.pcap");
         let mut c = Capture::create(&path, 24 + 2 * (16 + 20)).unwrap();
         for i in 0..3u8 {
-            c.packet(&[0x45, i, 0, 20, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2]);
+            c.packet(&[
+                0x45, i, 0, 20, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+            ]);
         }
         let stats = c.finish();
         assert_eq!((stats.packets, stats.packets_not_written), (3, 1));

@@ -97,7 +97,8 @@ impl Stack {
     pub fn new(capture: Capture, dns: DnsMode, clock: fn() -> u64) -> Stack {
         let mut device = Queue::default();
         let epoch = std::time::Instant::now();
-        let mut iface = Interface::new(Config::new(HardwareAddress::Ip), &mut device, Instant::ZERO);
+        let mut iface =
+            Interface::new(Config::new(HardwareAddress::Ip), &mut device, Instant::ZERO);
         iface.update_ip_addrs(|addrs| {
             let _ = addrs.push(IpCidr::new(IpAddress::Ipv4(GATEWAY_V4), GUEST_V4_PREFIX));
             let _ = addrs.push(IpCidr::new(IpAddress::Ipv6(GATEWAY_V6), GUEST_V6_PREFIX));
@@ -307,7 +308,8 @@ impl Stack {
                 }
             }
             let peer_done = !socket.may_recv() && socket.state() != tcp::State::SynReceived;
-            if conn.finished() || (peer_done && conn.pending().0.is_empty() && conn.pending().1 == 0)
+            if conn.finished()
+                || (peer_done && conn.pending().0.is_empty() && conn.pending().1 == 0)
             {
                 socket.close();
             }

@@ -129,7 +129,10 @@ mod tests {
         let h = client_hello(&bytes).expect("a ClientHello");
         assert_eq!(h.sni.as_deref(), Some("example.com"));
         assert_eq!(h.ja3_string, "771,4865-49199,0-10-11,29-23,0");
-        assert_eq!(h.ja3, hex::encode(Md5::digest(b"771,4865-49199,0-10-11,29-23,0")));
+        assert_eq!(
+            h.ja3,
+            hex::encode(Md5::digest(b"771,4865-49199,0-10-11,29-23,0"))
+        );
     }
 
     #[test]

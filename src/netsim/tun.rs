@@ -55,14 +55,22 @@ pub fn create_in(pid: i32) -> Result<(OwnedFd, Option<String>), LinkError> {
         Ok((tun, v6))
     })
     .join()
-    .unwrap_or_else(|_| Err(fail("link set-up thread")(std::io::Error::other("panicked"))))
+    .unwrap_or_else(|_| {
+        Err(fail("link set-up thread")(std::io::Error::other(
+            "panicked",
+        )))
+    })
 }
 
 /// An `ifreq` naming `name`.
 fn ifreq(name: &str) -> libc::ifreq {
     // SAFETY: ifreq is plain old data; zero is a valid initial value.
     let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (dst, src) in req.ifr_name.iter_mut().zip(name.bytes().take(libc::IFNAMSIZ - 1)) {
+    for (dst, src) in req
+        .ifr_name
+        .iter_mut()
+        .zip(name.bytes().take(libc::IFNAMSIZ - 1))
+    {
         *dst = libc::c_char::from_ne_bytes([src]);
     }
     req
@@ -98,7 +106,12 @@ fn socket(family: libc::c_int) -> Result<OwnedFd, LinkError> {
 }
 
 /// `ioctl(fd, request, arg)` for the interface requests, whose argument is a struct we own.
-fn ioctl<T>(fd: RawFd, request: libc::c_ulong, arg: &mut T, step: &'static str) -> Result<(), LinkError> {
+fn ioctl<T>(
+    fd: RawFd,
+    request: libc::c_ulong,
+    arg: &mut T,
+    step: &'static str,
+) -> Result<(), LinkError> {
     // SAFETY: every caller passes the struct type its request expects, owned and initialised.
     if unsafe { libc::ioctl(fd, request as _, arg as *mut T) } < 0 {
         return Err(last(step));
@@ -143,12 +156,27 @@ fn configure_v4() -> Result<(), LinkError> {
     let fd = sock.as_raw_fd();
     let mut req = ifreq(GUEST_IFNAME);
     req.ifr_ifru.ifru_addr = sockaddr_v4(GUEST_V4);
-    ioctl(fd, libc::SIOCSIFADDR, &mut req, "set the guest's IPv4 address")?;
+    ioctl(
+        fd,
+        libc::SIOCSIFADDR,
+        &mut req,
+        "set the guest's IPv4 address",
+    )?;
     let mask = u32::MAX << (32 - u32::from(GUEST_V4_PREFIX));
     req.ifr_ifru.ifru_netmask = sockaddr_v4(Ipv4Addr::from(mask));
-    ioctl(fd, libc::SIOCSIFNETMASK, &mut req, "set the guest's netmask")?;
+    ioctl(
+        fd,
+        libc::SIOCSIFNETMASK,
+        &mut req,
+        "set the guest's netmask",
+    )?;
     req.ifr_ifru.ifru_flags = (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
-    ioctl(fd, libc::SIOCSIFFLAGS, &mut req, "bring the guest's interface up")?;
+    ioctl(
+        fd,
+        libc::SIOCSIFFLAGS,
+        &mut req,
+        "bring the guest's interface up",
+    )?;
 
     let name = CString::new(GUEST_IFNAME).map_err(|e| fail("interface name")(e.into()))?;
     let mut route = RtEntry {
@@ -166,7 +194,12 @@ fn configure_v4() -> Result<(), LinkError> {
         rt_window: 0,
         rt_irtt: 0,
     };
-    ioctl(fd, libc::SIOCADDRT, &mut route, "add the IPv4 default route")
+    ioctl(
+        fd,
+        libc::SIOCADDRT,
+        &mut route,
+        "add the IPv4 default route",
+    )
 }
 
 /// The kernel's `struct in6_rtmsg` (linux/ipv6_route.h), for SIOCADDRT on an AF_INET6 socket.
@@ -195,7 +228,12 @@ fn configure_v6() -> Result<(), LinkError> {
     let sock = socket(libc::AF_INET6)?;
     let fd = sock.as_raw_fd();
     let mut req = ifreq(GUEST_IFNAME);
-    ioctl(fd, libc::SIOCGIFINDEX, &mut req, "find the guest's interface")?;
+    ioctl(
+        fd,
+        libc::SIOCGIFINDEX,
+        &mut req,
+        "find the guest's interface",
+    )?;
     // SAFETY: SIOCGIFINDEX filled the union's ifindex member.
     let ifindex = unsafe { req.ifr_ifru.ifru_ifindex };
     let mut addr = libc::in6_ifreq {
@@ -203,7 +241,12 @@ fn configure_v6() -> Result<(), LinkError> {
         ifr6_prefixlen: u32::from(GUEST_V6_PREFIX),
         ifr6_ifindex: ifindex,
     };
-    ioctl(fd, libc::SIOCSIFADDR, &mut addr, "set the guest's IPv6 address")?;
+    ioctl(
+        fd,
+        libc::SIOCSIFADDR,
+        &mut addr,
+        "set the guest's IPv6 address",
+    )?;
     let mut route = In6RtMsg {
         dst: in6(Ipv6Addr::UNSPECIFIED),
         src: in6(Ipv6Addr::UNSPECIFIED),
@@ -216,5 +259,10 @@ fn configure_v6() -> Result<(), LinkError> {
         flags: u32::from(libc::RTF_UP),
         ifindex,
     };
-    ioctl(fd, libc::SIOCADDRT, &mut route, "add the IPv6 default route")
+    ioctl(
+        fd,
+        libc::SIOCADDRT,
+        &mut route,
+        "add the IPv6 default route",
+    )
 }

@@ -634,7 +634,10 @@ mod tests {
         assert_eq!(c.row.arguments, vec!["x".to_string()]);
         assert_eq!(
             (c.row.network, c.row.dns),
-            (crate::netsim::NetworkMode::None, crate::netsim::DnsMode::Nxdomain),
+            (
+                crate::netsim::NetworkMode::None,
+                crate::netsim::DnsMode::Nxdomain
+            ),
             "the network choice is kept with the job"
         );
         assert!(q.claim().unwrap().is_none());
