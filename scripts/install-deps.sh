@@ -3,7 +3,7 @@
 set -euo pipefail
 
 need=()
-for pkg in mmdebstrap gcc libc6-dev util-linux bubblewrap strace; do
+for pkg in mmdebstrap gcc libc6-dev util-linux bubblewrap strace iproute2; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if [ "${#need[@]}" -gt 0 ]; then

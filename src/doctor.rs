@@ -64,6 +64,7 @@ pub fn run_checks(data: &DataDir) -> Vec<Check> {
         judge_seccomp(read("/proc/self/status")),
         judge_ptrace(read("/proc/sys/kernel/yama/ptrace_scope")),
         check_cgroups(),
+        check_tun(),
         check_disk(data.root()),
         check_mmdebstrap(),
         check_image(data, LINUX_IMAGE),
@@ -404,6 +405,29 @@ fn human_bytes(bytes: u64) -> String {
     format!("{value:.1} {}", UNITS[unit])
 }
 
+/// The simulated internet reaches the sandbox through a TUN device.
+fn check_tun() -> Check {
+    judge_tun(
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/net/tun")
+            .err(),
+    )
+}
+
+fn judge_tun(error: Option<std::io::Error>) -> Check {
+    const NAME: &str = "simulated internet (/dev/net/tun)";
+    match error {
+        None => Check::pass(NAME, "the TUN device opens"),
+        Some(e) => Check::fail(
+            NAME,
+            format!("cannot open /dev/net/tun: {e}"),
+            "load the tun module (`modprobe tun`), or run analyses with `--network none`",
+        ),
+    }
+}
+
 fn check_mmdebstrap() -> Check {
     const NAME: &str = "mmdebstrap";
     match crate::image::locate_tools() {
@@ -651,10 +675,24 @@ mod tests {
     }
 
     #[test]
+    fn a_missing_tun_device_names_the_fix() {
+        let missing = std::io::Error::from_raw_os_error(libc::ENOENT);
+        let check = judge_tun(Some(missing));
+        assert!(!check.ok);
+        assert!(
+            check.detail.contains("cannot open /dev/net/tun"),
+            "{}",
+            check.detail
+        );
+        assert!(check.fix.as_deref().unwrap().contains("--network none"));
+        assert!(judge_tun(None).ok);
+    }
+
+    #[test]
     fn every_check_runs_on_this_host() {
         let dir = std::env::temp_dir().join(format!("aegis-doctor-all-{}", std::process::id()));
         let checks = run_checks(&DataDir::new(&dir));
-        assert_eq!(checks.len(), 9);
+        assert_eq!(checks.len(), 10);
         assert!(checks.iter().all(|check| check.ok || check.fix.is_some()));
     }
 }

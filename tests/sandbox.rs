@@ -431,7 +431,7 @@ fn json_mode_prints_only_the_report_and_bad_input_fails_with_one_line() {
     let out = analyze_raw(&s, &[]);
     assert!(out.status.success());
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("only JSON on stdout");
-    assert_eq!(v["report_version"], "1.0");
+    assert_eq!(v["report_version"], "1.1");
 
     let out = aegis()
         .args(["analyze", "/nonexistent/sample"])

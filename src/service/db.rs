@@ -235,6 +235,36 @@ mod tests {
     }
 
     #[test]
+    fn a_version_1_database_gains_the_network_columns() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("aegis.db");
+        let conn = Connection::open(&path).unwrap();
+        let v1 = SCHEMA
+            .replace(",\n    network          TEXT NOT NULL DEFAULT 'simulated' CHECK (network IN ('none','simulated')),\n    dns              TEXT NOT NULL DEFAULT 'sinkhole' CHECK (dns IN ('sinkhole','nxdomain'))", "");
+        assert!(
+            !v1.contains("network"),
+            "the version 1 schema has no network column"
+        );
+        conn.execute_batch(&v1).unwrap();
+        conn.execute(
+            "INSERT INTO analyses (id, status, priority, file_name, sha256, size, arguments, \
+             timeout_s, memory_bytes, cpus, submitted_at) VALUES \
+             ('00000000-0000-0000-0000-000000000001', 'queued', 5, 'a', 'x', 1, '[]', 5, 1, 0.5, 't')",
+            [],
+        )
+        .unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        drop(conn);
+        let conn = open(&path).unwrap();
+        let (network, dns): (String, String) = conn
+            .query_row("SELECT network, dns FROM analyses", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert_eq!((network.as_str(), dns.as_str()), ("none", "sinkhole"));
+    }
+
+    #[test]
     fn a_newer_schema_is_refused_not_downgraded() {
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("aegis.db");

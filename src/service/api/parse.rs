@@ -621,6 +621,37 @@ mod tests {
         json_submission(body.to_string().as_bytes(), &Config::default())
     }
 
+    #[test]
+    fn network_and_dns_are_chosen_per_analysis_and_checked() {
+        use crate::netsim::{DnsMode, NetworkMode};
+        let s = submit(json!({"file_data": "aGk=", "network": "none", "dns": "nxdomain"})).unwrap();
+        assert_eq!((s.network, s.dns), (NetworkMode::None, DnsMode::Nxdomain));
+        let d = submit(json!({"file_data": "aGk="})).unwrap();
+        assert_eq!(
+            (d.network, d.dns),
+            (NetworkMode::Simulated, DnsMode::Sinkhole)
+        );
+        for (body, field) in [
+            (
+                json!({"file_data": "aGk=", "network": "internet"}),
+                "network",
+            ),
+            (json!({"file_data": "aGk=", "network": 1}), "network"),
+            (json!({"file_data": "aGk=", "dns": "real"}), "dns"),
+        ] {
+            let err = submit(body).unwrap_err();
+            assert!(
+                matches!(&err, InputError::InvalidField { field: f, .. } if *f == field),
+                "{err}"
+            );
+        }
+        let err = submit(json!({"file_data": "aGk=", "network": "internet"})).unwrap_err();
+        assert!(
+            err.to_string().contains("no real-internet mode exists"),
+            "{err}"
+        );
+    }
+
     fn code_of(body: Value) -> (&'static str, String) {
         let err = submit(body.clone()).expect_err(&body.to_string());
         (err.code(), err.to_string())
