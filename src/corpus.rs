@@ -71,7 +71,7 @@ pub fn run(
             outcome,
         });
     }
-    let text = render(dir, &rows, timeout);
+    let text = render(dir, &rows, timeout, config_network.mode.as_str());
     std::fs::write(markdown, text)
         .with_context(|| format!("cannot write {}", markdown.display()))?;
     let failed = rows.iter().filter(|r| !complete(&r.outcome)).count();
@@ -102,12 +102,12 @@ fn short(outcome: &Result<Report, String>) -> String {
     }
 }
 
-fn render(dir: &Path, rows: &[Row], timeout: u64) -> String {
+fn render(dir: &Path, rows: &[Row], timeout: u64, network: &str) -> String {
     let mut t = String::new();
     let _ = writeln!(t, "# Corpus run\n");
     let _ = writeln!(
         t,
-        "Every script of `{}` analysed with `aegis corpus` (native backend, network `none`, \
+        "Every script of `{}` analysed with `aegis corpus` (native backend, network `{network}`, \
          timeout {timeout} s each). Regenerate with:\n\n```\naegis corpus {} --markdown docs/corpus.md\n```\n",
         dir.display(),
         dir.display()

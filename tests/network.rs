@@ -257,6 +257,9 @@ fn captured(pcap: &Path) -> BTreeSet<(String, String, u16)> {
             Some(etherparse::TransportSlice::Udp(u)) => {
                 seen.insert(("udp".into(), dst, u.destination_port()));
             }
+            Some(etherparse::TransportSlice::Icmpv4(_)) => {
+                seen.insert(("icmp".into(), dst, 0));
+            }
             _ => {}
         }
     }
@@ -276,6 +279,7 @@ echo | timeout 5 openssl s_client -connect 203.0.113.20:443 -servername secure.e
 nc -z -w 1 192.0.2.1 47011; echo canary-tcp=$?
 echo x | nc -u -w 1 192.0.2.1 47011
 nc -z -w 1 127.0.0.1 47011; echo canary-lo=$?
+ping -c 1 -W 2 203.0.113.40 >/dev/null; echo ping=$?
 "#;
 
 #[test]
@@ -300,6 +304,10 @@ fn simulated_internet_answers_every_protocol_and_captures_it_and_nothing_leaves(
     assert!(
         stdout.contains("canary-lo=1\n"),
         "the guest's own loopback: {stdout}"
+    );
+    assert!(
+        stdout.contains("ping=0\n"),
+        "every address answers a ping: {stdout}"
     );
 
     let dns = r.network.dns.as_ref().expect("dns list");
@@ -422,6 +430,7 @@ fn simulated_internet_answers_every_protocol_and_captures_it_and_nothing_leaves(
         ("tcp-syn", "203.0.113.20", 443),
         ("tcp-syn", "192.0.2.1", CANARY_PORT),
         ("udp", "203.0.113.9", 5353),
+        ("icmp", "203.0.113.40", 0),
         ("udp", "172.31.0.2", 53),
         ("udp", "192.0.2.1", CANARY_PORT),
     ] {
