@@ -22,6 +22,9 @@ use super::tun::{GATEWAY_V4, GATEWAY_V6, GUEST_V4_PREFIX, GUEST_V6_PREFIX, MTU};
 
 /// TCP connections open at once; a SYN past this is refused (smoltcp answers RST).
 const MAX_CONNECTIONS: usize = 512;
+/// Flows remembered (to merge packets into one record); past this, new flows are answered but
+/// not recorded, so a flood of source ports cannot grow the supervisor's memory without end.
+const MAX_FLOWS: usize = 16384;
 const TCP_RX_BUFFER: usize = 64 << 10;
 const TCP_TX_BUFFER: usize = 256 << 10;
 /// Zero bytes handed to a socket at a time for a bulk response.
@@ -190,6 +193,10 @@ impl Stack {
     fn udp(&mut self, tuple: Tuple, payload: &[u8]) {
         let flow = match self.udp_flows.get(&tuple) {
             Some(f) => *f,
+            None if self.udp_flows.len() >= MAX_FLOWS => {
+                self.traffic.dropped += 1;
+                None
+            }
             None => {
                 let f = self.flow("udp", tuple);
                 self.udp_flows.insert(tuple, f);
@@ -234,6 +241,11 @@ impl Stack {
     fn expect_connection(&mut self, tuple: Tuple) {
         if self.live.contains_key(&tuple) || self.conns.len() >= MAX_CONNECTIONS {
             return;
+        }
+        if self.tcp_flows.len() >= MAX_FLOWS {
+            // Forget flows whose connection is gone; the records stay in `traffic`.
+            let live: std::collections::HashSet<Tuple> = self.live.keys().copied().collect();
+            self.tcp_flows.retain(|t, _| live.contains(t));
         }
         let flow = self.flow("tcp", tuple);
         self.tcp_flows.insert(tuple, flow);
@@ -387,4 +399,99 @@ fn udp_reply(tuple: Tuple, payload: &[u8]) -> Option<Vec<u8>> {
     let mut packet = Vec::with_capacity(builder.size(payload.len()));
     builder.write(&mut packet, payload).ok()?;
     Some(packet)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GUEST: [u8; 4] = [172, 31, 18, 44];
+
+    fn stack(dir: &std::path::Path) -> Stack {
+        let capture = Capture::create(&dir.join("t.pcap"), 1 << 20).unwrap();
+        Stack::new(capture, DnsMode::Sinkhole, || 7)
+    }
+
+    fn syn(dst: [u8; 4], port: u16) -> Vec<u8> {
+        let b = PacketBuilder::ipv4(GUEST, dst, 64)
+            .tcp(40000, port, 1000, 64240)
+            .syn();
+        let mut p = Vec::new();
+        b.write(&mut p, &[]).unwrap();
+        p
+    }
+
+    #[test]
+    fn a_syn_to_any_address_and_port_is_answered_with_syn_ack() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = stack(dir.path());
+        for (dst, port) in [([192, 0, 2, 10], 4444), ([203, 0, 113, 5], 8080)] {
+            s.ingest(syn(dst, port));
+            let out = s.step();
+            let reply = out
+                .iter()
+                .filter_map(|p| SlicedPacket::from_ip(p).ok())
+                .find_map(|p| match (p.net, p.transport) {
+                    (Some(NetSlice::Ipv4(ip)), Some(TransportSlice::Tcp(t))) => Some((
+                        ip.header().source_addr().octets(),
+                        t.source_port(),
+                        t.syn() && t.ack(),
+                    )),
+                    _ => None,
+                })
+                .expect("a TCP answer");
+            assert_eq!(reply, (dst, port, true));
+        }
+        assert_eq!(s.traffic.flows.len(), 2);
+        assert_eq!(s.traffic.flows[1].dst_ip, "203.0.113.5");
+        assert_eq!(s.traffic.flows[1].t, 7);
+    }
+
+    #[test]
+    fn a_dns_query_is_answered_from_the_address_it_was_sent_to() {
+        use hickory_proto::op::{Message, Query};
+        use hickory_proto::rr::{Name, RecordType};
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = stack(dir.path());
+        let mut m = Message::query();
+        m.add_query(Query::query(
+            Name::from_ascii("a.test.").unwrap(),
+            RecordType::A,
+        ));
+        let q = m.to_vec().unwrap();
+        let mut p = Vec::new();
+        PacketBuilder::ipv4(GUEST, [172, 31, 0, 2], 64)
+            .udp(5555, 53)
+            .write(&mut p, &q)
+            .unwrap();
+        s.ingest(p);
+        let out = s.step();
+        assert_eq!(out.len(), 1);
+        let reply = SlicedPacket::from_ip(&out[0]).unwrap();
+        let Some(NetSlice::Ipv4(ip)) = reply.net else {
+            panic!("IPv4")
+        };
+        assert_eq!(ip.header().source_addr().octets(), [172, 31, 0, 2]);
+        let Some(TransportSlice::Udp(u)) = reply.transport else {
+            panic!("UDP")
+        };
+        assert_eq!((u.source_port(), u.destination_port()), (53, 5555));
+        let answer = Message::from_vec(u.payload()).unwrap();
+        assert_eq!(answer.answers[0].data.to_string(), "198.18.0.1");
+        assert_eq!(s.traffic.dns[0].query, "a.test");
+        assert_eq!(s.traffic.flows[0].service.as_deref(), Some("dns"));
+        let stats = s.capture_finish();
+        assert_eq!(stats.packets, 2, "the query and the answer are captured");
+    }
+
+    #[test]
+    fn garbage_is_captured_and_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = stack(dir.path());
+        s.ingest(vec![0x45, 0, 0]);
+        s.ingest(Vec::new());
+        assert!(s.step().is_empty());
+        assert!(s.traffic.flows.is_empty());
+        assert_eq!(s.capture_finish().packets, 2);
+    }
 }
