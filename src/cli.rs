@@ -50,6 +50,9 @@ pub enum Command {
         #[arg(long)]
         spec: PathBuf,
     },
+    /// Internal: the monitor as the init of a docker backend container.
+    #[command(hide = true, name = "container-init")]
+    ContainerInit,
 }
 
 #[derive(Debug, Args)]
@@ -74,6 +77,13 @@ pub struct AnalyzeArgs {
     /// The name the sample is submitted under (default: the file's name).
     #[arg(long)]
     pub name: Option<String>,
+    /// Sandbox backend: native or docker (default: sandbox.backend).
+    #[arg(long, value_parser = config::Backend::parse)]
+    pub backend: Option<config::Backend>,
+    /// Container runtime of the docker backend: runc or runsc (gVisor) (default:
+    /// sandbox.runtime).
+    #[arg(long, value_parser = config::ContainerRuntime::parse)]
+    pub runtime: Option<config::ContainerRuntime>,
     /// Arguments passed to the sample.
     #[arg(last = true)]
     pub arguments: Vec<String>,
@@ -165,6 +175,9 @@ pub fn run(cli: Cli) -> Result<i32> {
         crate::sandbox::supervise(spec)?;
         return Ok(0);
     }
+    if let Command::ContainerInit = &cli.command {
+        return Ok(crate::monitor::container::init());
+    }
     let config = Config::load(cli.config.as_deref())?;
     match cli.command {
         Command::Analyze(args) => analyze(&data, config, args),
@@ -182,7 +195,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             crate::corpus::run(&data, config, &args.dir, &args.markdown, args.timeout)
         }
         Command::Serve(args) => serve(&data, config, args),
-        Command::SandboxExec { .. } => Ok(0),
+        Command::SandboxExec { .. } | Command::ContainerInit => Ok(0),
     }
 }
 
@@ -224,10 +237,17 @@ fn analyze(data: &DataDir, config: Config, args: AnalyzeArgs) -> Result<i32> {
         bytes,
         arguments: args.arguments.clone(),
         limits,
+        placement: config.placement(args.backend, args.runtime),
     };
+    if args.runtime.is_some() && request.placement.backend != config::Backend::Docker {
+        bail!("--runtime applies to the docker backend only; add --backend docker");
+    }
     std::fs::create_dir_all(data.root())
         .with_context(|| format!("cannot create data directory {}", data.root().display()))?;
     analysis::sweep(data);
+    if request.placement.backend == config::Backend::Docker {
+        sweep_containers(&config);
+    }
     catch_interrupts();
     let show = std::io::stderr().is_terminal();
     let mut progress = |line: &str| {
@@ -266,6 +286,21 @@ fn analyze(data: &DataDir, config: Config, args: AnalyzeArgs) -> Result<i32> {
         });
     eprintln!("aegis: error: analysis failed: {}", printable(&why));
     Ok(1)
+}
+
+/// Removes the containers of orchestrators that are gone (an engine that does not answer is
+/// the analysis's problem to report, not the sweep's).
+pub fn sweep_containers(config: &Config) {
+    let Ok(engine) = crate::docker::Engine::connect(&config.sandbox.docker_socket) else {
+        return;
+    };
+    match engine.sweep() {
+        Ok(removed) if !removed.is_empty() => {
+            tracing::info!(containers = ?removed, "removed containers of finished orchestrators")
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot sweep leftover containers"),
+    }
 }
 
 fn serve(data: &DataDir, config: Config, args: ServeArgs) -> Result<i32> {

@@ -57,6 +57,7 @@ pub fn run(
             bytes: std::fs::read(path)?,
             arguments: Vec::new(),
             limits,
+            placement: engine.config.placement(None, None),
         };
         let id = uuid::Uuid::new_v4().to_string();
         let outcome = engine

@@ -21,8 +21,11 @@ fn rfc3339(t: DateTime<Utc>) -> String {
 }
 
 fn environment(request: &AnalysisRequest, image: Option<&ImageInfo>, cgroup: &str) -> Environment {
+    let placement = request.placement;
     Environment {
-        backend: "native".into(),
+        backend: placement.backend.as_str().into(),
+        runtime: (placement.backend == crate::config::Backend::Docker)
+            .then(|| placement.runtime.as_str().to_string()),
         image: image.map_or("linux".into(), |i| i.name.clone()),
         image_digest: image.map_or(String::new(), |i| i.digest.clone()),
         network: "none".into(),
