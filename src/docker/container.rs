@@ -101,7 +101,14 @@ pub fn host_config(limits: &Limits, runtime: ContainerRuntime) -> HostConfig {
         pids_limit: Some(i64::try_from(limits.pids).unwrap_or(i64::MAX)),
         cap_drop: Some(vec!["ALL".into()]),
         cap_add: Some(KEPT_CAPABILITIES.iter().map(|c| c.to_string()).collect()),
-        security_opt: Some(vec!["no-new-privileges".into()]),
+        // The sample gets the native backend's own seccomp filter from the monitor. The
+        // engine's default profile would answer EPERM to calls that filter traces (mount,
+        // for one) before the monitor could see them, and refuses the monitor
+        // process_vm_readv; the policy is the same one as the native backend's.
+        security_opt: Some(vec![
+            "no-new-privileges".into(),
+            "seccomp=unconfined".into(),
+        ]),
         tmpfs: Some(tmpfs),
         // No negative oom_score_adj for the monitor, unlike the native backend: engines
         // refuse it where their own score cannot go lower (docs/backends.md). The OOM killer

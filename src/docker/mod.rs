@@ -121,6 +121,11 @@ impl Engine {
         })
     }
 
+    /// Every container carrying the sandbox label: (name, analysis id).
+    pub fn labelled_containers(&self) -> Result<Vec<(String, String)>, DockerError> {
+        self.rt.block_on(sweep::labelled(&self.docker))
+    }
+
     /// Removes the labelled containers of orchestrators that are gone.
     pub fn sweep(&self) -> Result<Vec<String>, DockerError> {
         self.rt.block_on(sweep::sweep(&self.docker))

@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use bollard::container::{ListContainersOptions, RemoveContainerOptions};
 use bollard::Docker;
 
-use super::{api, DockerError, LABEL, LABEL_OWNER};
+use bollard::models::ContainerSummary;
+
+use super::{api, DockerError, LABEL, LABEL_ANALYSIS, LABEL_OWNER};
 use crate::analysis::leftovers::start_time;
 
 /// This process as a container label: its pid namespace, pid and start time, so that a
@@ -35,18 +37,38 @@ pub fn owner_gone(label: &str) -> bool {
     }
 }
 
-/// Removes every labelled container whose owner is gone; returns their names.
-pub async fn sweep(docker: &Docker) -> Result<Vec<String>, DockerError> {
+async fn list(docker: &Docker) -> Result<Vec<ContainerSummary>, DockerError> {
     let filters = HashMap::from([("label".to_string(), vec![format!("{LABEL}=1")])]);
     let options = ListContainersOptions {
         all: true,
         filters,
         ..Default::default()
     };
-    let list = docker
+    docker
         .list_containers(Some(options))
         .await
-        .map_err(|e| api("list containers", e))?;
+        .map_err(|e| api("list containers", e))
+}
+
+/// Every labelled container: (names, analysis id).
+pub async fn labelled(docker: &Docker) -> Result<Vec<(String, String)>, DockerError> {
+    Ok(list(docker)
+        .await?
+        .into_iter()
+        .map(|c| {
+            let analysis = c
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(LABEL_ANALYSIS).cloned())
+                .unwrap_or_default();
+            (c.names.unwrap_or_default().join(","), analysis)
+        })
+        .collect())
+}
+
+/// Removes every labelled container whose owner is gone; returns their names.
+pub async fn sweep(docker: &Docker) -> Result<Vec<String>, DockerError> {
+    let list = list(docker).await?;
     let mut removed = Vec::new();
     for c in list {
         let labels = c.labels.unwrap_or_default();
