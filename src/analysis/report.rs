@@ -106,8 +106,8 @@ pub fn from_run(
     let mut behaviour = builder.finish(&outcome.files);
     let incomplete = incompleteness(&mut behaviour, outcome, torn);
     let execution = execution(&behaviour, outcome, command, submitted);
-    let failed = outcome.setup_error.is_some()
-        || (!behaviour.stream_complete && !outcome.timed_out && !outcome.pids_stopped);
+    let failed =
+        outcome.setup_error.is_some() || (!behaviour.stream_complete && !outcome.ended_by_force());
     let summary = summarize(&behaviour);
     let output_max = config.sandbox.output_max_bytes;
     Report {
@@ -147,7 +147,7 @@ fn incompleteness(b: &mut Behaviour, outcome: &SandboxOutcome, torn: usize) -> V
             dropped: None,
         });
     }
-    if !b.stream_complete && !outcome.timed_out && !outcome.pids_stopped {
+    if !b.stream_complete && !outcome.ended_by_force() {
         list.push(Incomplete {
             section: "processes".into(),
             reason: format!(
@@ -194,6 +194,7 @@ fn execution(
     let now_mono = crate::monitor::now_ns();
     let wall_now = Utc::now();
     let to_wall = |ns: u64| {
+        let ns = ns.saturating_add_signed(outcome.clock_offset_ns);
         let back = now_mono.saturating_sub(ns);
         wall_now - Duration::nanoseconds(i64::try_from(back).unwrap_or(i64::MAX))
     };

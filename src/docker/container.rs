@@ -28,6 +28,9 @@ use crate::sandbox::SandboxOutcome;
 /// container is killed from outside.
 const BACKSTOP_GRACE: Duration = Duration::from_secs(60);
 
+/// Longest a container's start may take.
+const START_LIMIT: Duration = Duration::from_secs(60);
+
 /// The only capability the container keeps: the monitor's way into its output directory.
 /// The sample's sets are emptied before its exec; ptrace of one's own children and signals
 /// to processes of the same uid need none.
@@ -98,7 +101,7 @@ pub fn host_config(limits: &Limits, runtime: ContainerRuntime) -> HostConfig {
         // Equal to the memory limit: no swap.
         memory_swap: Some(memory),
         nano_cpus: Some((limits.cpus * 1e9).round() as i64),
-        pids_limit: Some(i64::try_from(limits.pids).unwrap_or(i64::MAX)),
+        pids_limit: Some(engine_pids_limit(limits.pids, runtime)),
         cap_drop: Some(vec!["ALL".into()]),
         cap_add: Some(KEPT_CAPABILITIES.iter().map(|c| c.to_string()).collect()),
         // The sample gets the native backend's own seccomp filter from the monitor. The
@@ -122,6 +125,18 @@ pub fn host_config(limits: &Limits, runtime: ContainerRuntime) -> HostConfig {
         init: Some(false),
         ..Default::default()
     }
+}
+
+/// The engine's pids limit. Under runc it counts the sandbox's tasks, as the native cgroup
+/// does. Under runsc it counts gVisor's own host threads too (the sentry, the gofer, and with
+/// the ptrace platform one stub per guest task), so the monitor's own task cap enforces the
+/// limit there and the engine's is a backstop above it.
+pub fn engine_pids_limit(pids: u64, runtime: ContainerRuntime) -> i64 {
+    let limit = match runtime {
+        ContainerRuntime::Runc => pids,
+        ContainerRuntime::Runsc => pids.saturating_mul(32).saturating_add(1024),
+    };
+    i64::try_from(limit).unwrap_or(i64::MAX)
 }
 
 fn labels(analysis_id: &str) -> HashMap<String, String> {
@@ -229,9 +244,17 @@ async fn run_container(
     ));
 
     let host_started = crate::monitor::now_ns();
-    docker
-        .start_container::<String>(name, None)
+    // A runtime that hangs at start (gVisor's KVM platform without nested virtualisation
+    // does) must not hang the analysis.
+    tokio::time::timeout(START_LIMIT, docker.start_container::<String>(name, None))
         .await
+        .map_err(|_| {
+            DockerError::Local(format!(
+                "the {} runtime did not start the container within {} s",
+                req.runtime.as_str(),
+                START_LIMIT.as_secs()
+            ))
+        })?
         .map_err(|e| api("start container", e))?;
     let killed = wait(docker, name, req).await?;
     let host_ended = crate::monitor::now_ns();
@@ -249,6 +272,7 @@ async fn run_container(
         outcome.started_ns = host_started;
         outcome.ended_ns = host_ended;
     }
+    outcome.clock_offset_ns = clock_offset(host_started, host_ended, outcome.ended_ns);
     if killed {
         outcome.timed_out = true;
     }
@@ -272,6 +296,17 @@ async fn run_container(
     changes::collect(docker, name, &settings, &mut outcome).await;
     outcome.files.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(outcome)
+}
+
+/// How far the container's monotonic clock is from ours. A runtime on the host's kernel
+/// shares it (the monitor's end lies between our start and end: no offset); gVisor keeps
+/// its own, and the monitor's end is then taken to be when we saw the container end.
+pub fn clock_offset(host_started: u64, host_ended: u64, monitor_ended: u64) -> i64 {
+    if (host_started..=host_ended).contains(&monitor_ended) {
+        return 0;
+    }
+    let diff = i128::from(host_ended) - i128::from(monitor_ended);
+    i64::try_from(diff).unwrap_or(0)
 }
 
 /// Waits for the container's end. The monitor inside ends the run at the timeout; past it
@@ -454,5 +489,49 @@ async fn probe_run(
             "the monitor did not complete in a {} container (exit status {other:?})",
             runtime.as_str()
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shared_clock_has_no_offset_and_a_foreign_one_is_mapped_to_the_end_we_saw() {
+        assert_eq!(clock_offset(100, 200, 150), 0);
+        assert_eq!(clock_offset(1_000, 2_000, 50), 1_950);
+        assert_eq!(clock_offset(1_000, 2_000, 5_000), -3_000);
+    }
+
+    #[test]
+    fn containers_get_no_network_no_capabilities_but_one_and_the_limits() {
+        let limits = Limits {
+            timeout_s: 5,
+            memory_bytes: 128 << 20,
+            cpus: 0.5,
+            pids: 64,
+            disk_bytes: 32 << 20,
+        };
+        let h = host_config(&limits, ContainerRuntime::Runsc);
+        assert_eq!(h.network_mode.as_deref(), Some("none"));
+        assert_eq!(h.memory, Some(128 << 20));
+        assert_eq!(h.memory_swap, h.memory);
+        assert_eq!(h.nano_cpus, Some(500_000_000));
+        assert_eq!(
+            h.pids_limit,
+            Some(64 * 32 + 1024),
+            "runsc's own threads count too"
+        );
+        let h = host_config(&limits, ContainerRuntime::Runc);
+        assert_eq!(h.pids_limit, Some(64));
+        assert_eq!(h.cap_drop, Some(vec!["ALL".to_string()]));
+        assert_eq!(h.cap_add, Some(vec!["DAC_OVERRIDE".to_string()]));
+        assert!(h
+            .security_opt
+            .unwrap()
+            .contains(&"no-new-privileges".to_string()));
+        assert_eq!(h.runtime.as_deref(), Some("runsc"));
+        let tmpfs = h.tmpfs.unwrap();
+        assert!(tmpfs["/tmp"].contains(&format!("size={}", 32 << 20)));
     }
 }

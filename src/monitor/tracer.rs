@@ -41,6 +41,8 @@ struct Task {
     /// The task has had its first (attach) stop.
     attached: bool,
     pending: Option<Pending>,
+    /// The stop after a seccomp stop was a second syscall-entry stop (gVisor's order).
+    entry_again: bool,
 }
 
 /// Socket families and types by (process, fd), to name the protocol of a connect.
@@ -99,6 +101,7 @@ pub fn run(setup: MonitorSetup) -> MonitorEnd {
             tgid: child.as_raw(),
             attached: true,
             pending: None,
+            entry_again: false,
         },
     );
     let argv0 = setup_argv0.clone();
@@ -574,6 +577,24 @@ impl Tracer {
         };
         let arch = Call::from_regs(&regs).arch;
         let ret = syscalls::return_value(arch, regs.rax);
+        if self.is_entry_stop(raw, ret) {
+            // Linux before 4.8, and gVisor, stop at the call's entry once more after the
+            // seccomp stop; its result comes at the next stop.
+            if matches!(pending, Pending::Refused { .. }) {
+                // The skip set at the seccomp stop must hold at this stop too.
+                regs.orig_rax = u64::MAX;
+                let _ = ptrace::setregs(pid, regs);
+            }
+            if let Some(t) = self.tasks.get_mut(&raw) {
+                t.pending = Some(pending);
+                t.entry_again = true;
+            }
+            let _ = ptrace::syscall(pid, None);
+            return;
+        }
+        if let Some(t) = self.tasks.get_mut(&raw) {
+            t.entry_again = false;
+        }
         if let Pending::Refused { value } = pending {
             regs.rax = value.cast_unsigned();
             let _ = ptrace::setregs(pid, regs);
@@ -581,6 +602,19 @@ impl Tracer {
             self.finish(tgid, pending, ret);
         }
         let _ = ptrace::cont(pid, None);
+    }
+
+    /// Whether a syscall stop that follows a seccomp stop is an entry stop. The kernel says so
+    /// through PTRACE_GET_SYSCALL_INFO; where that is missing (gVisor), an entry stop shows
+    /// -ENOSYS in the return register, and only one entry stop is taken per call.
+    fn is_entry_stop(&self, pid: i32, ret: i64) -> bool {
+        match syscall_stop_op(pid) {
+            Some(op) => op == PTRACE_SYSCALL_INFO_ENTRY,
+            None => {
+                ret == -i64::from(libc::ENOSYS)
+                    && self.tasks.get(&pid).is_some_and(|t| !t.entry_again)
+            }
+        }
     }
 
     /// Emits the record of a call that returned `ret`.
@@ -667,7 +701,31 @@ fn task(tgid: i32) -> Task {
         tgid,
         attached: false,
         pending: None,
+        entry_again: false,
     }
+}
+
+const PTRACE_GET_SYSCALL_INFO: libc::c_uint = 0x420e;
+const PTRACE_SYSCALL_INFO_ENTRY: u8 = 1;
+
+/// The `op` of PTRACE_GET_SYSCALL_INFO for a stopped tracee (entry 1, exit 2, seccomp 3);
+/// `None` where the request is not supported.
+fn syscall_stop_op(pid: i32) -> Option<u8> {
+    // struct ptrace_syscall_info is 88 bytes at most; `op` is its first byte.
+    let mut info = [0u64; 11];
+    // SAFETY: the kernel writes at most the size passed into the buffer we own.
+    let rc = unsafe {
+        libc::ptrace(
+            PTRACE_GET_SYSCALL_INFO,
+            pid,
+            std::mem::size_of_val(&info),
+            info.as_mut_ptr(),
+        )
+    };
+    if rc <= 0 {
+        return None;
+    }
+    Some(info[0].to_ne_bytes()[0])
 }
 
 fn cmdline(pid: Pid) -> Vec<String> {

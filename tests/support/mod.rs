@@ -89,10 +89,11 @@ pub fn analyze_raw(sample: &Path, args: &[&str]) -> Output {
 
 /// The backend the behaviour fixtures run on, by test binary: `tests/sandbox.rs` runs them on
 /// the native backend, `tests/docker.rs` (which includes the same cases) on the docker
-/// backend with the engine's default runtime.
+/// backend with the engine's default runtime, `tests/gvisor.rs` with runsc.
 pub fn backend_args() -> &'static [&'static str] {
     match env!("CARGO_CRATE_NAME") {
         "docker" => &["--backend", "docker"],
+        "gvisor" => &["--backend", "docker", "--runtime", "runsc"],
         _ => &[],
     }
 }
