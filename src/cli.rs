@@ -183,8 +183,22 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Analyze(args) => analyze(&data, config, args),
         Command::Image(cmd) => image(&data, cmd),
         Command::Doctor => {
-            let checks = crate::doctor::run_checks(&data);
+            let mut checks = crate::doctor::run_checks(&data);
+            let docker = crate::doctor::docker_checks(&data, &config);
+            let docker_needed = config.sandbox.backend == config::Backend::Docker;
             crate::doctor::print(&checks);
+            println!(
+                "\ndocker backend ({}):",
+                if docker_needed {
+                    "sandbox.backend is docker"
+                } else {
+                    "needed only for --backend docker"
+                }
+            );
+            crate::doctor::print(&docker);
+            if docker_needed {
+                checks.extend(docker);
+            }
             Ok(if checks.iter().all(|c| c.ok) { 0 } else { 1 })
         }
         Command::Schema => {
@@ -304,6 +318,9 @@ pub fn sweep_containers(config: &Config) {
 }
 
 fn serve(data: &DataDir, config: Config, args: ServeArgs) -> Result<i32> {
+    if config.sandbox.backend == config::Backend::Docker {
+        sweep_containers(&config);
+    }
     let options = crate::service::ServeOptions {
         listen: args.listen,
         concurrency: args.concurrency,

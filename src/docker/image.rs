@@ -86,7 +86,29 @@ pub async fn ensure(
     }
     progress(&format!("adding the monitor to {base}"));
     add_monitor(docker, &base, &tag).await?;
+    prune_monitors(docker, &base, &tag).await;
     Ok(tag)
+}
+
+/// Removes the monitor images of earlier aegis binaries over the same base (a new build
+/// makes a new one). One still used by a running analysis stays; the engine refuses it.
+async fn prune_monitors(docker: &Docker, base: &str, keep: &str) {
+    let filters = HashMap::from([("label".to_string(), vec![format!("{LABEL}=1")])]);
+    let options = bollard::image::ListImagesOptions {
+        filters,
+        ..Default::default()
+    };
+    let Ok(images) = docker.list_images(Some(options)).await else {
+        return;
+    };
+    let prefix = format!("{base}-");
+    for image in images {
+        for tag in image.repo_tags {
+            if tag.starts_with(&prefix) && tag != keep {
+                let _ = docker.remove_image(&tag, None, None).await;
+            }
+        }
+    }
 }
 
 async fn import(docker: &Docker, image: &ImageInfo, tag: &str) -> Result<(), DockerError> {
