@@ -29,7 +29,7 @@ answers() {
 config=/etc/docker/daemon.json
 want=$(cat <<JSON
 {
-  "runtimes": {"runsc": {"path": "/usr/bin/runsc", "runtimeArgs": ["--platform=$platform"]}},
+  "runtimes": {"runsc": {"path": "/usr/bin/runsc", "runtimeArgs": ["--platform=$platform", "--network=none"]}},
   "iptables": false,
   "ip-forward": false,
   "ip-masq": false
