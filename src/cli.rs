@@ -50,6 +50,9 @@ pub enum Command {
         #[arg(long)]
         spec: PathBuf,
     },
+    /// Internal: the monitor as the init of a docker backend container.
+    #[command(hide = true, name = "container-init")]
+    ContainerInit,
 }
 
 #[derive(Debug, Args)]
@@ -82,6 +85,13 @@ pub struct AnalyzeArgs {
     /// The name the sample is submitted under (default: the file's name).
     #[arg(long)]
     pub name: Option<String>,
+    /// Sandbox backend: native or docker (default: sandbox.backend).
+    #[arg(long, value_parser = config::Backend::parse)]
+    pub backend: Option<config::Backend>,
+    /// Container runtime of the docker backend: runc or runsc (gVisor) (default:
+    /// sandbox.runtime).
+    #[arg(long, value_parser = config::ContainerRuntime::parse)]
+    pub runtime: Option<config::ContainerRuntime>,
     /// Arguments passed to the sample.
     #[arg(last = true)]
     pub arguments: Vec<String>,
@@ -183,13 +193,30 @@ pub fn run(cli: Cli) -> Result<i32> {
         crate::sandbox::supervise(spec)?;
         return Ok(0);
     }
+    if let Command::ContainerInit = &cli.command {
+        return Ok(crate::monitor::container::init());
+    }
     let config = Config::load(cli.config.as_deref())?;
     match cli.command {
         Command::Analyze(args) => analyze(&data, config, args),
         Command::Image(cmd) => image(&data, cmd),
         Command::Doctor => {
-            let checks = crate::doctor::run_checks(&data);
+            let mut checks = crate::doctor::run_checks(&data);
+            let docker = crate::doctor::docker_checks(&data, &config);
+            let docker_needed = config.sandbox.backend == config::Backend::Docker;
             crate::doctor::print(&checks);
+            println!(
+                "\ndocker backend ({}):",
+                if docker_needed {
+                    "sandbox.backend is docker"
+                } else {
+                    "needed only for --backend docker"
+                }
+            );
+            crate::doctor::print(&docker);
+            if docker_needed {
+                checks.extend(docker);
+            }
             Ok(if checks.iter().all(|c| c.ok) { 0 } else { 1 })
         }
         Command::Schema => {
@@ -200,7 +227,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             crate::corpus::run(&data, config, &args.dir, &args.markdown, args.timeout)
         }
         Command::Serve(args) => serve(&data, config, args),
-        Command::SandboxExec { .. } => Ok(0),
+        Command::SandboxExec { .. } | Command::ContainerInit => Ok(0),
     }
 }
 
@@ -243,10 +270,17 @@ fn analyze(data: &DataDir, config: Config, args: AnalyzeArgs) -> Result<i32> {
         arguments: args.arguments.clone(),
         limits,
         network: config.network_spec(args.network, args.dns),
+        placement: config.placement(args.backend, args.runtime),
     };
+    if args.runtime.is_some() && request.placement.backend != config::Backend::Docker {
+        bail!("--runtime applies to the docker backend only; add --backend docker");
+    }
     std::fs::create_dir_all(data.root())
         .with_context(|| format!("cannot create data directory {}", data.root().display()))?;
     analysis::sweep(data);
+    if request.placement.backend == config::Backend::Docker {
+        sweep_containers(&config);
+    }
     catch_interrupts();
     let show = std::io::stderr().is_terminal();
     let mut progress = |line: &str| {
@@ -287,7 +321,25 @@ fn analyze(data: &DataDir, config: Config, args: AnalyzeArgs) -> Result<i32> {
     Ok(1)
 }
 
+/// Removes the containers of orchestrators that are gone (an engine that does not answer is
+/// the analysis's problem to report, not the sweep's).
+pub fn sweep_containers(config: &Config) {
+    let Ok(engine) = crate::docker::Engine::connect(&config.sandbox.docker_socket) else {
+        return;
+    };
+    match engine.sweep() {
+        Ok(removed) if !removed.is_empty() => {
+            tracing::info!(containers = ?removed, "removed containers of finished orchestrators")
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot sweep leftover containers"),
+    }
+}
+
 fn serve(data: &DataDir, config: Config, args: ServeArgs) -> Result<i32> {
+    if config.sandbox.backend == config::Backend::Docker {
+        sweep_containers(&config);
+    }
     let options = crate::service::ServeOptions {
         listen: args.listen,
         concurrency: args.concurrency,

@@ -53,6 +53,71 @@ pub struct Limits {
     pub disk_bytes: u64,
 }
 
+/// Which sandbox runs an analysis.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Backend {
+    /// Namespaces, seccomp, cgroups and overlayfs set up by `aegis` itself.
+    #[default]
+    Native,
+    /// A container of a Docker Engine (see docs/backends.md).
+    Docker,
+}
+
+impl Backend {
+    pub const FORM: &'static str = "\"native\" or \"docker\"";
+
+    pub fn parse(text: &str) -> Result<Backend, String> {
+        match text {
+            "native" => Ok(Backend::Native),
+            "docker" => Ok(Backend::Docker),
+            other => Err(format!("`{other}` is not a backend")),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Native => "native",
+            Backend::Docker => "docker",
+        }
+    }
+}
+
+/// The OCI runtime the docker backend asks the engine for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ContainerRuntime {
+    /// The engine's default runtime: namespaces and cgroups of the host kernel.
+    #[default]
+    Runc,
+    /// gVisor: the sample's system calls are served by a user-space kernel.
+    Runsc,
+}
+
+impl ContainerRuntime {
+    pub const FORM: &'static str = "\"runc\" or \"runsc\"";
+
+    pub fn parse(text: &str) -> Result<ContainerRuntime, String> {
+        match text {
+            "runc" => Ok(ContainerRuntime::Runc),
+            "runsc" => Ok(ContainerRuntime::Runsc),
+            other => Err(format!("`{other}` is not a container runtime")),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContainerRuntime::Runc => "runc",
+            ContainerRuntime::Runsc => "runsc",
+        }
+    }
+}
+
+/// Where an analysis runs: the backend, and for docker the runtime.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Placement {
+    pub backend: Backend,
+    pub runtime: ContainerRuntime,
+}
+
 /// Everything `config.json` can set, with defaults filled in.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Config {
@@ -97,6 +162,11 @@ pub struct SandboxConfig {
     pub artifact_max_bytes: u64,
     /// How much of stdout and of stderr the report keeps, in bytes each.
     pub output_max_bytes: u64,
+    pub backend: Backend,
+    /// The runtime of the docker backend.
+    pub runtime: ContainerRuntime,
+    /// The Docker Engine's API socket.
+    pub docker_socket: String,
 }
 
 /// The `service` section, read by `aegis serve`.
@@ -123,6 +193,9 @@ impl Default for SandboxConfig {
             disk_limit: 512 << 20,
             artifact_max_bytes: 16 << 20,
             output_max_bytes: 1 << 20,
+            backend: Backend::Native,
+            runtime: ContainerRuntime::Runc,
+            docker_socket: DEFAULT_DOCKER_SOCKET.to_string(),
         }
     }
 }
@@ -224,6 +297,23 @@ impl Config {
     }
 }
 
+/// Where the docker backend finds the engine unless `sandbox.docker_socket` says otherwise.
+pub const DEFAULT_DOCKER_SOCKET: &str = "/var/run/docker.sock";
+
+impl Config {
+    /// The configured placement, overridden by what the caller asked for.
+    pub fn placement(
+        &self,
+        backend: Option<Backend>,
+        runtime: Option<ContainerRuntime>,
+    ) -> Placement {
+        Placement {
+            backend: backend.unwrap_or(self.sandbox.backend),
+            runtime: runtime.unwrap_or(self.sandbox.runtime),
+        }
+    }
+}
+
 /// The smallest memory limit a sandbox can start with.
 pub const MIN_MEMORY_BYTES: u64 = 16 << 20;
 
@@ -249,12 +339,24 @@ fn apply_sandbox(s: &mut SandboxConfig, map: &Map<String, Value>) -> Result<(), 
             "disk_limit" => s.disk_limit = size_value(&full, value, 1 << 20)?,
             "artifact_max_bytes" => s.artifact_max_bytes = size_value(&full, value, 0)?,
             "output_max_bytes" => s.output_max_bytes = size_value(&full, value, 0)?,
-            "backend" => backend(&full, value)?,
+            "backend" => s.backend = choice(&full, value, Backend::parse, Backend::FORM)?,
+            "runtime" => {
+                s.runtime = choice(
+                    &full,
+                    value,
+                    ContainerRuntime::parse,
+                    ContainerRuntime::FORM,
+                )?
+            }
+            "docker_socket" => {
+                s.docker_socket = string(&full, value, "a path such as \"/var/run/docker.sock\"")?
+            }
             other => {
                 return Err(unknown(
                     &format!("sandbox.{other}"),
                     "default_timeout, max_timeout, memory_limit, cpu_limit, pids_limit, \
-                     disk_limit, artifact_max_bytes, output_max_bytes, backend",
+                     disk_limit, artifact_max_bytes, output_max_bytes, backend, runtime, \
+                     docker_socket",
                 ))
             }
         }
@@ -384,15 +486,16 @@ fn tokens(key: &str, value: &Value) -> Result<Vec<String>, ConfigError> {
         .collect()
 }
 
-fn backend(key: &str, value: &Value) -> Result<(), ConfigError> {
-    match value.as_str() {
-        Some("native") => Ok(()),
-        _ => Err(invalid(
-            key,
-            format!("{value} is not an available backend"),
-            "\"native\"",
-        )),
-    }
+fn choice<T>(
+    key: &str,
+    value: &Value,
+    parse: fn(&str) -> Result<T, String>,
+    accepted: &'static str,
+) -> Result<T, ConfigError> {
+    let text = value
+        .as_str()
+        .ok_or_else(|| invalid(key, format!("{value} is not a string"), accepted))?;
+    parse(text).map_err(|problem| invalid(key, problem, accepted))
 }
 
 const SIZE_FORM: &str = "a size such as \"512m\", \"1g\" or a number of bytes";
@@ -528,6 +631,32 @@ mod tests {
             "max_timeout": 50}}))
         .unwrap_err();
         assert!(err.to_string().contains("above sandbox.max_timeout"));
+    }
+
+    #[test]
+    fn backend_and_runtime_are_read_and_checked() {
+        let c = Config::from_value(&json!({"sandbox": {"backend": "docker",
+            "runtime": "runsc", "docker_socket": "/run/other.sock"}}))
+        .unwrap();
+        assert_eq!(c.sandbox.backend, Backend::Docker);
+        assert_eq!(c.sandbox.runtime, ContainerRuntime::Runsc);
+        assert_eq!(c.sandbox.docker_socket, "/run/other.sock");
+        let p = c.placement(Some(Backend::Native), None);
+        assert_eq!(
+            (p.backend, p.runtime),
+            (Backend::Native, ContainerRuntime::Runsc)
+        );
+        let err = Config::from_value(&json!({"sandbox": {"backend": "vm"}})).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "config key `sandbox.backend`: `vm` is not a backend; accepted: \"native\" or \"docker\""
+        );
+        let err = Config::from_value(&json!({"sandbox": {"runtime": "kata"}})).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("`kata` is not a container runtime"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -59,6 +59,7 @@ pub fn run(
             arguments: Vec::new(),
             limits,
             network: config_network,
+            placement: engine.config.placement(None, None),
         };
         let id = uuid::Uuid::new_v4().to_string();
         let outcome = engine

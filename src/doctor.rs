@@ -71,6 +71,61 @@ pub fn run_checks(data: &DataDir) -> Vec<Check> {
     ]
 }
 
+/// Whether the Docker Engine answers, and whether the monitor runs in a container under runc
+/// and under runsc (gVisor). Each runtime check starts one throw-away container.
+pub fn docker_checks(data: &DataDir, config: &crate::config::Config) -> Vec<Check> {
+    use crate::config::ContainerRuntime;
+    let socket = &config.sandbox.docker_socket;
+    let engine = match crate::docker::Engine::connect(socket).and_then(|e| e.info().map(|i| (e, i)))
+    {
+        Ok(pair) => pair,
+        Err(e) => {
+            return vec![Check::fail(
+                "docker engine",
+                e.to_string(),
+                "./scripts/start-docker.sh (installs docker.io and runsc, starts dockerd)",
+            )]
+        }
+    };
+    let (engine, info) = engine;
+    let mut checks = vec![Check::pass(
+        "docker engine",
+        format!(
+            "{socket}: engine {}, cgroup {}, runtimes {}",
+            info.version,
+            info.cgroup_version,
+            info.runtimes.join(", ")
+        ),
+    )];
+    let image = match ImageStore::new(data).get(LINUX_IMAGE) {
+        Ok(Some(i)) => i,
+        _ => {
+            checks.push(Check::fail(
+                "docker monitor",
+                "the guest image is not built, so nothing can be imported",
+                "aegis image build linux",
+            ));
+            return checks;
+        }
+    };
+    for runtime in [ContainerRuntime::Runc, ContainerRuntime::Runsc] {
+        let name = format!("docker runtime {}", runtime.as_str());
+        if !info.runtimes.iter().any(|r| r == runtime.as_str()) {
+            checks.push(Check::fail(
+                &name,
+                "not registered with the engine",
+                "./scripts/start-docker.sh writes /etc/docker/daemon.json with runsc",
+            ));
+            continue;
+        }
+        checks.push(match engine.probe_runtime(&image, runtime) {
+            Ok(()) => Check::pass(&name, "the monitor ran in a container".to_string()),
+            Err(e) => Check::fail(&name, e.to_string(), "see docs/backends.md"),
+        });
+    }
+    checks
+}
+
 /// Prints the checks as a table: name, `ok` or `MISSING`, detail, and the fix below it.
 pub fn print(checks: &[Check]) {
     print!("{}", render(checks));

@@ -12,6 +12,7 @@ pub mod analysis;
 pub mod cli;
 pub mod config;
 pub mod corpus;
+pub mod docker;
 pub mod doctor;
 pub mod egress;
 pub mod guest;

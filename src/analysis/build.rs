@@ -47,7 +47,7 @@ impl<'a> Builder<'a> {
         Builder {
             start_ns: outcome.started_ns,
             end_s: secs(outcome.ended_ns, outcome.started_ns),
-            killed_at_end: outcome.timed_out || outcome.pids_stopped,
+            killed_at_end: outcome.ended_by_force(),
             root_argv,
             out: Behaviour::default(),
             live: HashMap::new(),

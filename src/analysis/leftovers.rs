@@ -11,7 +11,7 @@ use crate::sandbox::RunLayout;
 
 /// Start time of a process in clock ticks since boot (field 22 of /proc/<pid>/stat), which
 /// together with the pid identifies it even after pid reuse.
-fn start_time(pid: i32) -> Option<u64> {
+pub(crate) fn start_time(pid: i32) -> Option<u64> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let after_name = stat.rsplit_once(')')?.1;
     after_name.split_whitespace().nth(19)?.parse().ok()

@@ -2,8 +2,9 @@
 //! guest image exists, run the supervisor, build the report, keep the artifacts, clean up.
 
 pub mod build;
-mod leftovers;
+
 mod network;
+pub(crate) mod leftovers;
 mod report;
 
 use std::fs;
@@ -13,7 +14,7 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::config::{Config, Limits};
+use crate::config::{Backend, Config, Limits, Placement};
 use crate::image::{ImageError, ImageInfo, ImageStore};
 use crate::paths::DataDir;
 use crate::report::Report;
@@ -40,6 +41,8 @@ pub struct AnalysisRequest {
     pub limits: Limits,
     /// Loopback only or the simulated internet, and how names resolve.
     pub network: crate::netsim::NetworkSpec,
+    /// Which backend (and container runtime) runs it.
+    pub placement: Placement,
 }
 
 /// Why an analysis could not produce a report.
@@ -55,6 +58,8 @@ pub enum AnalysisError {
     },
     #[error("sandbox failed: {0}")]
     Sandbox(String),
+    #[error(transparent)]
+    Docker(crate::docker::DockerError),
     #[error("interrupted; the sandbox was torn down")]
     Interrupted,
 }
@@ -134,15 +139,29 @@ impl Engine {
         progress(&format!("running {} in the sandbox", sample.info.file_name));
 
         let run = RunLayout::new(&self.data.run(analysis_id));
-        let outcome = self.run_sandbox(
-            analysis_id,
-            request,
-            &sample,
-            &command,
-            &image,
-            &run,
-            cancel,
-        );
+        let outcome = match request.placement.backend {
+            Backend::Native => self.run_sandbox(
+                analysis_id,
+                request,
+                &sample,
+                &command,
+                &image,
+                &run,
+                cancel,
+            ),
+            Backend::Docker => {
+                let started = ContainerStart {
+                    analysis_id,
+                    request,
+                    sample: &sample,
+                    command: &command,
+                    image: &image,
+                    run: &run,
+                    cancel,
+                };
+                self.run_container(started, progress)
+            }
+        };
         // Hashing a large sample takes milliseconds: after the run, not before its start.
         sample.info.set_digests(&request.bytes);
         let outcome = match outcome {
@@ -211,6 +230,44 @@ impl Engine {
         let text = fs::read(run.outcome()).map_err(io("read", &run.outcome()))?;
         serde_json::from_slice(&text)
             .map_err(|e| AnalysisError::Sandbox(format!("unreadable outcome.json: {e}")))
+    }
+
+    /// Runs the sample in a container of the Docker Engine (the docker backend).
+    fn run_container(
+        &self,
+        s: ContainerStart<'_>,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<SandboxOutcome, AnalysisError> {
+        let run = s.run;
+        fs::create_dir_all(&run.dir).map_err(io("mkdir", &run.dir))?;
+        leftovers::write_owner(run).map_err(io("write", &run.owner()))?;
+        let engine = crate::docker::Engine::connect(&self.config.sandbox.docker_socket)
+            .map_err(AnalysisError::Docker)?;
+        let request = crate::docker::ContainerRequest {
+            analysis_id: s.analysis_id,
+            image: s.image,
+            runtime: s.request.placement.runtime,
+            limits: s.request.limits,
+            argv: s.command.to_vec(),
+            env: guest_environment(),
+            cwd: SAMPLE_DIR.to_string(),
+            hostname: crate::guest::HOSTNAME.to_string(),
+            sample_guest_path: s.sample.info.sandbox_path.clone(),
+            sample: &s.request.bytes,
+            artifact_max_bytes: self.config.sandbox.artifact_max_bytes,
+            output_keep_bytes: self
+                .config
+                .sandbox
+                .artifact_max_bytes
+                .max(self.config.sandbox.output_max_bytes),
+            run,
+            cancel: s.cancel,
+            image_lock: self.data.root().join("images").join(".docker-import.lock"),
+        };
+        crate::docker::run(&engine, &request, progress).map_err(|e| match e {
+            crate::docker::DockerError::Interrupted => AnalysisError::Interrupted,
+            other => AnalysisError::Docker(other),
+        })
     }
 
     /// Removes the run directory and the cgroup of an analysis, whatever state they are in.
@@ -372,6 +429,17 @@ fn fork_supervisor(
         }
         Err(e) => Err(AnalysisError::Sandbox(format!("fork the supervisor: {e}"))),
     }
+}
+
+/// What the docker backend needs of an analysis being started.
+struct ContainerStart<'a> {
+    analysis_id: &'a str,
+    request: &'a AnalysisRequest,
+    sample: &'a Sample,
+    command: &'a [String],
+    image: &'a ImageInfo,
+    run: &'a RunLayout,
+    cancel: &'a AtomicBool,
 }
 
 /// The guest's root (an unprivileged host uid) must be able to reach the run directory.

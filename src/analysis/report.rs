@@ -21,8 +21,11 @@ fn rfc3339(t: DateTime<Utc>) -> String {
 }
 
 fn environment(request: &AnalysisRequest, image: Option<&ImageInfo>, cgroup: &str) -> Environment {
+    let placement = request.placement;
     Environment {
-        backend: "native".into(),
+        backend: placement.backend.as_str().into(),
+        runtime: (placement.backend == crate::config::Backend::Docker)
+            .then(|| placement.runtime.as_str().to_string()),
         image: image.map_or("linux".into(), |i| i.name.clone()),
         image_digest: image.map_or(String::new(), |i| i.digest.clone()),
         network: request.network.mode.as_str().into(),
@@ -114,8 +117,8 @@ pub fn from_run(
         &mut incomplete,
     );
     let execution = execution(&behaviour, outcome, command, submitted);
-    let failed = outcome.setup_error.is_some()
-        || (!behaviour.stream_complete && !outcome.timed_out && !outcome.pids_stopped);
+    let failed =
+        outcome.setup_error.is_some() || (!behaviour.stream_complete && !outcome.ended_by_force());
     let summary = summarize(&behaviour);
     let output_max = config.sandbox.output_max_bytes;
     Report {
@@ -152,7 +155,7 @@ fn incompleteness(b: &mut Behaviour, outcome: &SandboxOutcome, torn: usize) -> V
             dropped: None,
         });
     }
-    if !b.stream_complete && !outcome.timed_out && !outcome.pids_stopped {
+    if !b.stream_complete && !outcome.ended_by_force() {
         list.push(Incomplete {
             section: "processes".into(),
             reason: format!(
@@ -199,6 +202,7 @@ fn execution(
     let now_mono = crate::monitor::now_ns();
     let wall_now = Utc::now();
     let to_wall = |ns: u64| {
+        let ns = ns.saturating_add_signed(outcome.clock_offset_ns);
         let back = now_mono.saturating_sub(ns);
         wall_now - Duration::nanoseconds(i64::try_from(back).unwrap_or(i64::MAX))
     };

@@ -17,7 +17,9 @@ use std::ffi::CString;
 use std::fs::File;
 use std::os::fd::OwnedFd;
 
-pub use tracer::run;
+pub mod container;
+
+pub use tracer::{run, MonitorEnd};
 
 /// What the monitor needs to start and watch the sample.
 pub struct MonitorSetup {
@@ -37,6 +39,20 @@ pub struct MonitorSetup {
     pub hash_max_bytes: u64,
     /// The compiled seccomp program for the sample.
     pub filter: Vec<libc::sock_filter>,
+    /// When the monitor itself ends the run (a container backend, where nothing outside the
+    /// sandbox can stop the sample without also stopping the monitor).
+    pub stop: StopPolicy,
+    /// Empty the sample's capability sets before its exec (the monitor keeps its own).
+    pub drop_capabilities: bool,
+}
+
+/// Limits the monitor enforces itself: past the deadline, or when the sample holds
+/// `max_tasks` tasks (the monitor counted in), every process of the sample is killed.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StopPolicy {
+    /// Monotonic ns after which the sample is killed.
+    pub deadline_ns: Option<u64>,
+    pub max_tasks: Option<u64>,
 }
 
 /// Monotonic nanoseconds, the clock shared by monitor and host.

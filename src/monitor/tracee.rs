@@ -7,6 +7,8 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Component, Path, PathBuf};
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use nix::sys::uio::{process_vm_readv, RemoteIoVec};
 use nix::unistd::Pid;
 
@@ -16,8 +18,16 @@ pub const MAX_STRING: usize = 4096;
 pub const MAX_ARGS: usize = 256;
 const PAGE: usize = 4096;
 
+/// Set once `process_vm_readv` is refused (a container engine's seccomp profile allows it
+/// only with CAP_SYS_PTRACE); reads then go through `/proc/<pid>/mem`, which a tracer may
+/// read without that capability.
+static VM_READ_REFUSED: AtomicBool = AtomicBool::new(false);
+
 /// Reads `len` bytes at `addr`; fewer when the memory ends.
 pub fn read_bytes(pid: Pid, addr: u64, len: usize) -> Vec<u8> {
+    if VM_READ_REFUSED.load(Ordering::Relaxed) {
+        return read_bytes_from_proc(pid, addr, len);
+    }
     let mut out = vec![0u8; len];
     let mut done = 0;
     while done < len {
@@ -29,6 +39,27 @@ pub fn read_bytes(pid: Pid, addr: u64, len: usize) -> Vec<u8> {
         }];
         let mut local = [std::io::IoSliceMut::new(&mut out[done..done + chunk])];
         match process_vm_readv(pid, &mut local, &remote) {
+            Ok(n) if n > 0 => done += n,
+            Err(nix::Error::EPERM | nix::Error::ENOSYS) if done == 0 => {
+                VM_READ_REFUSED.store(true, Ordering::Relaxed);
+                return read_bytes_from_proc(pid, addr, len);
+            }
+            _ => break,
+        }
+    }
+    out.truncate(done);
+    out
+}
+
+fn read_bytes_from_proc(pid: Pid, addr: u64, len: usize) -> Vec<u8> {
+    use std::os::unix::fs::FileExt;
+    let Ok(mem) = std::fs::File::open(format!("/proc/{pid}/mem")) else {
+        return Vec::new();
+    };
+    let mut out = vec![0u8; len];
+    let mut done = 0;
+    while done < len {
+        match mem.read_at(&mut out[done..], addr + done as u64) {
             Ok(n) if n > 0 => done += n,
             _ => break,
         }

@@ -14,8 +14,26 @@ use super::events::Event;
 use super::files::{capture_deleted, ImageHashes};
 use super::sink::Sink;
 use super::syscalls::{self, Call, Entry, Pending};
-use super::{now_ns, tracee, MonitorSetup};
+use super::{now_ns, tracee, MonitorSetup, StopPolicy};
 use crate::sandbox::seccomp;
+
+/// How the monitor's run ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MonitorEnd {
+    /// 0 when the stream is complete.
+    pub code: i32,
+    /// The monitor killed the sample at the deadline of its stop policy.
+    pub timed_out: bool,
+    /// The monitor killed the sample when it reached the policy's task cap.
+    pub pids_stopped: bool,
+}
+
+/// Why the monitor is ending the run itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stopping {
+    Deadline,
+    Tasks,
+}
 
 /// One traced task (thread).
 struct Task {
@@ -23,6 +41,8 @@ struct Task {
     /// The task has had its first (attach) stop.
     attached: bool,
     pending: Option<Pending>,
+    /// The stop after a seccomp stop was a second syscall-entry stop (gVisor's order).
+    entry_again: bool,
 }
 
 /// Socket families and types by (process, fd), to name the protocol of a connect.
@@ -39,11 +59,12 @@ struct Tracer {
     /// The sample's first process, until it has exec'd: if its exec fails, the reason comes
     /// through this pipe (its write end closes on a successful exec).
     first_exec: Option<(i32, String, OwnedFd)>,
+    policy: StopPolicy,
+    stopping: Option<Stopping>,
 }
 
-/// Starts the sample and records until its last process is gone. Returns the monitor's exit
-/// status: 0 when the stream is complete.
-pub fn run(setup: MonitorSetup) -> i32 {
+/// Starts the sample and records until its last process is gone.
+pub fn run(setup: MonitorSetup) -> MonitorEnd {
     // A sample may not read or trace its monitor: /proc/1/mem, ptrace attach and
     // /proc/1/fd all need the monitor to be dumpable.
     let _ = nix::sys::prctl::set_dumpable(false);
@@ -56,7 +77,10 @@ pub fn run(setup: MonitorSetup) -> i32 {
         Ok(started) => started,
         Err(e) => {
             eprintln!("monitor: cannot start the sample: {e}");
-            return 2;
+            return MonitorEnd {
+                code: 2,
+                ..MonitorEnd::default()
+            };
         }
     };
     let mut t = Tracer {
@@ -68,6 +92,8 @@ pub fn run(setup: MonitorSetup) -> i32 {
         artifact_max: setup.artifact_max_bytes,
         hash_max: setup.hash_max_bytes,
         first_exec: None,
+        policy: setup.stop,
+        stopping: None,
     };
     t.tasks.insert(
         child.as_raw(),
@@ -75,6 +101,7 @@ pub fn run(setup: MonitorSetup) -> i32 {
             tgid: child.as_raw(),
             attached: true,
             pending: None,
+            entry_again: false,
         },
     );
     let argv0 = setup_argv0.clone();
@@ -84,9 +111,44 @@ pub fn run(setup: MonitorSetup) -> i32 {
         pid: child.as_raw(),
     });
     let _ = ptrace::cont(child, None);
-    t.event_loop();
+    let ticking = t.policy.deadline_ns.is_some() && start_ticker();
+    t.event_loop(ticking);
     t.sink.finish(now_ns());
-    0
+    MonitorEnd {
+        code: 0,
+        timed_out: t.stopping == Some(Stopping::Deadline),
+        pids_stopped: t.stopping == Some(Stopping::Tasks),
+    }
+}
+
+/// Interrupts the monitor's blocking waits every `TICK_MS`, so that a deadline is noticed
+/// even while the sample sleeps and makes no traced call.
+const TICK_MS: i64 = 20;
+
+extern "C" fn on_tick(_: libc::c_int) {}
+
+fn start_ticker() -> bool {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet};
+    // No SA_RESTART: the point is that waitpid returns EINTR.
+    let action = SigAction::new(
+        SigHandler::Handler(on_tick),
+        SaFlags::empty(),
+        SigSet::empty(),
+    );
+    // SAFETY: the handler does nothing, which is async-signal-safe.
+    if unsafe { sigaction(Signal::SIGALRM, &action) }.is_err() {
+        return false;
+    }
+    let tick = libc::timeval {
+        tv_sec: 0,
+        tv_usec: TICK_MS * 1000,
+    };
+    let timer = libc::itimerval {
+        it_interval: tick,
+        it_value: tick,
+    };
+    // SAFETY: setitimer reads the struct we own; a null old value is allowed.
+    unsafe { libc::setitimer(libc::ITIMER_REAL, &timer, std::ptr::null_mut()) == 0 }
 }
 
 /// Forks the sample; it stops itself under ptrace, installs its seccomp filter and execs.
@@ -156,6 +218,9 @@ fn sample_child(
     if ptrace::traceme().is_err() || raise(Signal::SIGSTOP).is_err() {
         return;
     }
+    if setup.drop_capabilities && drop_capabilities().is_err() {
+        return;
+    }
     if seccomp::install(&setup.filter).is_err() {
         return;
     }
@@ -165,6 +230,49 @@ fn sample_child(
         unsafe { std::os::fd::BorrowedFd::borrow_raw(3) },
         &(errno as i32).to_le_bytes(),
     );
+}
+
+/// Empties the effective, permitted and inheritable sets and the ambient set. With
+/// `no_new_privs` (set by the seccomp install that follows) no later exec can regain any.
+fn drop_capabilities() -> nix::Result<()> {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const VERSION_3: u32 = 0x2008_0522;
+    let mut header = Header {
+        version: VERSION_3,
+        pid: 0,
+    };
+    let data = [Data {
+        effective: 0,
+        permitted: 0,
+        inheritable: 0,
+    }; 2];
+    // SAFETY: PR_CAP_AMBIENT_CLEAR_ALL takes no pointers.
+    let _ = unsafe {
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL,
+            0,
+            0,
+            0,
+        )
+    };
+    // SAFETY: capset reads a v3 header and two data structs, both ours and alive for the call.
+    let rc = unsafe { libc::syscall(libc::SYS_capset, &mut header, data.as_ptr()) };
+    if rc != 0 {
+        return Err(nix::Error::last());
+    }
+    Ok(())
 }
 
 impl Tracer {
@@ -188,8 +296,15 @@ impl Tracer {
         }
     }
 
-    fn event_loop(&mut self) {
+    fn event_loop(&mut self, ticking: bool) {
         loop {
+            if ticking && self.stopping.is_none() {
+                if let Some(deadline) = self.policy.deadline_ns {
+                    if now_ns() >= deadline {
+                        self.stop(Stopping::Deadline);
+                    }
+                }
+            }
             let status = match waitpid(None, Some(WaitPidFlag::__WALL)) {
                 Ok(s) => s,
                 Err(nix::Error::EINTR) => continue,
@@ -203,6 +318,21 @@ impl Tracer {
                 WaitStatus::Stopped(pid, sig) => self.on_signal_stop(pid, sig),
                 _ => {}
             }
+        }
+    }
+
+    /// Kills every process of the sample; the loop then reaps them and ends.
+    fn stop(&mut self, why: Stopping) {
+        if self.stopping.is_none() {
+            self.stopping = Some(why);
+        }
+        if nix::unistd::getpid().as_raw() == 1 {
+            // As the init of its own pid namespace: everything else in it is the sample's.
+            let _ = nix::sys::signal::kill(Pid::from_raw(-1), Signal::SIGKILL);
+        }
+        let tgids: Vec<i32> = self.tasks.values().map(|t| t.tgid).collect();
+        for tgid in tgids {
+            let _ = nix::sys::signal::kill(Pid::from_raw(tgid), Signal::SIGKILL);
         }
     }
 
@@ -250,6 +380,7 @@ impl Tracer {
         if self.tasks.contains_key(&raw) {
             return;
         }
+        self.enforce_task_cap(pid);
         let status = match forked_by {
             Some(_) => String::new(),
             None => tracee::read_proc(&format!("/proc/{raw}/status")).unwrap_or_default(),
@@ -279,6 +410,22 @@ impl Tracer {
             .collect();
         self.sockets.extend(inherited);
         self.sink.emit(Event::Fork { t, pid: raw, ppid });
+    }
+
+    /// The sample is stopped once it holds as many tasks as the policy allows (the monitor
+    /// counts as one, as it does in the pids limit); a task born while stopping dies at once.
+    fn enforce_task_cap(&mut self, new: Pid) {
+        if self.stopping.is_some() {
+            let _ = nix::sys::signal::kill(new, Signal::SIGKILL);
+            return;
+        }
+        let Some(max) = self.policy.max_tasks else {
+            return;
+        };
+        if self.tasks.len() as u64 + 2 >= max {
+            self.stop(Stopping::Tasks);
+            let _ = nix::sys::signal::kill(new, Signal::SIGKILL);
+        }
     }
 
     fn tgid_of(&self, pid: Pid) -> i32 {
@@ -430,6 +577,24 @@ impl Tracer {
         };
         let arch = Call::from_regs(&regs).arch;
         let ret = syscalls::return_value(arch, regs.rax);
+        if self.is_entry_stop(raw, ret) {
+            // Linux before 4.8, and gVisor, stop at the call's entry once more after the
+            // seccomp stop; its result comes at the next stop.
+            if matches!(pending, Pending::Refused { .. }) {
+                // The skip set at the seccomp stop must hold at this stop too.
+                regs.orig_rax = u64::MAX;
+                let _ = ptrace::setregs(pid, regs);
+            }
+            if let Some(t) = self.tasks.get_mut(&raw) {
+                t.pending = Some(pending);
+                t.entry_again = true;
+            }
+            let _ = ptrace::syscall(pid, None);
+            return;
+        }
+        if let Some(t) = self.tasks.get_mut(&raw) {
+            t.entry_again = false;
+        }
         if let Pending::Refused { value } = pending {
             regs.rax = value.cast_unsigned();
             let _ = ptrace::setregs(pid, regs);
@@ -437,6 +602,19 @@ impl Tracer {
             self.finish(tgid, pending, ret);
         }
         let _ = ptrace::cont(pid, None);
+    }
+
+    /// Whether a syscall stop that follows a seccomp stop is an entry stop. The kernel says so
+    /// through PTRACE_GET_SYSCALL_INFO; where that is missing (gVisor), an entry stop shows
+    /// -ENOSYS in the return register, and only one entry stop is taken per call.
+    fn is_entry_stop(&self, pid: i32, ret: i64) -> bool {
+        match syscall_stop_op(pid) {
+            Some(op) => op == PTRACE_SYSCALL_INFO_ENTRY,
+            None => {
+                ret == -i64::from(libc::ENOSYS)
+                    && self.tasks.get(&pid).is_some_and(|t| !t.entry_again)
+            }
+        }
     }
 
     /// Emits the record of a call that returned `ret`.
@@ -523,7 +701,31 @@ fn task(tgid: i32) -> Task {
         tgid,
         attached: false,
         pending: None,
+        entry_again: false,
     }
+}
+
+const PTRACE_GET_SYSCALL_INFO: libc::c_uint = 0x420e;
+const PTRACE_SYSCALL_INFO_ENTRY: u8 = 1;
+
+/// The `op` of PTRACE_GET_SYSCALL_INFO for a stopped tracee (entry 1, exit 2, seccomp 3);
+/// `None` where the request is not supported.
+fn syscall_stop_op(pid: i32) -> Option<u8> {
+    // struct ptrace_syscall_info is 88 bytes at most; `op` is its first byte.
+    let mut info = [0u64; 11];
+    // SAFETY: the kernel writes at most the size passed into the buffer we own.
+    let rc = unsafe {
+        libc::ptrace(
+            PTRACE_GET_SYSCALL_INFO,
+            pid,
+            std::mem::size_of_val(&info),
+            info.as_mut_ptr(),
+        )
+    };
+    if rc <= 0 {
+        return None;
+    }
+    Some(info[0].to_ne_bytes()[0])
 }
 
 fn cmdline(pid: Pid) -> Vec<String> {

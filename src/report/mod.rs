@@ -64,8 +64,12 @@ pub struct SampleInfo {
 /// Where the sample ran.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct Environment {
-    /// `native` (namespaces + seccomp + cgroups).
+    /// `native` (namespaces + seccomp + cgroups set up by aegis) or `docker` (a container of
+    /// a Docker Engine).
     pub backend: String,
+    /// The docker backend's OCI runtime: `runc`, or `runsc` (gVisor); null for `native`.
+    #[serde(default)]
+    pub runtime: Option<String>,
     pub image: String,
     pub image_digest: String,
     /// `simulated` (the simulated internet) or `none` (loopback only).

@@ -3,7 +3,7 @@
 
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -37,30 +37,68 @@ pub struct CollectedFile {
 /// Walks the writable layer and the scratch directories and records every file that differs.
 pub fn collect(spec: &SandboxSpec, layout: &RunLayout, outcome: &mut SandboxOutcome) {
     let scratch = layout.scratch();
-    let mut walker = Walker {
-        spec,
-        layout,
-        files: Vec::new(),
-        dropped: 0,
-        errors: Vec::new(),
-    };
+    let mut walker = Walker::new(WalkSettings {
+        rootfs: Some(spec.rootfs.clone()),
+        artifact_max_bytes: spec.artifact_max_bytes,
+        disk_bytes: spec.limits.disk_bytes,
+        sample_guest_path: spec.sample_guest_path.clone(),
+        placed_sample: layout.sample(),
+        dropped_dir: layout.dropped(),
+    });
     walker.walk(&scratch.join("upper"), "/", true);
     walker.walk(&scratch.join("tmp"), "/tmp/", false);
     walker.walk(&scratch.join("run"), "/run/", false);
-    outcome.files = walker.files;
-    outcome.files_dropped = walker.dropped;
-    outcome.collection_errors = walker.errors;
+    walker.finish(outcome);
 }
 
-struct Walker<'a> {
-    spec: &'a SandboxSpec,
-    layout: &'a RunLayout,
+/// What a walk compares against and where it keeps artifacts.
+#[derive(Debug, Clone)]
+pub struct WalkSettings {
+    /// The image's root file system, for directories laid over it.
+    pub rootfs: Option<PathBuf>,
+    pub artifact_max_bytes: u64,
+    /// Files larger than this can only be sparse: not read.
+    pub disk_bytes: u64,
+    pub sample_guest_path: String,
+    /// The sample as placed, so that it is not reported as a file the sample made.
+    pub placed_sample: PathBuf,
+    /// Where the content of collected files goes, named by sha256.
+    pub dropped_dir: PathBuf,
+}
+
+/// Records every file below directories that start empty (e.g. a container's `/tmp` tmpfs):
+/// each one is a file the sample created.
+pub fn collect_fresh(settings: WalkSettings, dirs: &[(&Path, &str)], outcome: &mut SandboxOutcome) {
+    let mut walker = Walker::new(settings);
+    for (dir, guest_prefix) in dirs {
+        walker.walk(dir, guest_prefix, false);
+    }
+    walker.finish(outcome);
+}
+
+struct Walker {
+    settings: WalkSettings,
     files: Vec<CollectedFile>,
     dropped: u64,
     errors: Vec<String>,
 }
 
-impl Walker<'_> {
+impl Walker {
+    fn new(settings: WalkSettings) -> Self {
+        Walker {
+            settings,
+            files: Vec::new(),
+            dropped: 0,
+            errors: Vec::new(),
+        }
+    }
+
+    fn finish(self, outcome: &mut SandboxOutcome) {
+        outcome.files.extend(self.files);
+        outcome.files_dropped += self.dropped;
+        outcome.collection_errors.extend(self.errors);
+    }
+
     fn walk(&mut self, dir: &Path, guest_prefix: &str, over_image: bool) {
         let entries = match fs::read_dir(dir) {
             Ok(e) => e,
@@ -111,12 +149,15 @@ impl Walker<'_> {
     }
 
     fn in_image(&self, guest: &str) -> bool {
-        fs::symlink_metadata(self.spec.rootfs.join(guest.trim_start_matches('/'))).is_ok()
+        self.settings
+            .rootfs
+            .as_ref()
+            .is_some_and(|r| fs::symlink_metadata(r.join(guest.trim_start_matches('/'))).is_ok())
     }
 
     fn regular(&mut self, host: &Path, guest: String, in_image: bool, size: u64) {
-        let cap = self.spec.artifact_max_bytes;
-        if size > self.spec.limits.disk_bytes {
+        let cap = self.settings.artifact_max_bytes;
+        if size > self.settings.disk_bytes {
             let note = Some(crate::monitor::files::sparse_note(size));
             let state = if in_image {
                 FileState::Modified
@@ -134,7 +175,7 @@ impl Walker<'_> {
                 return;
             }
         };
-        if guest == self.spec.sample_guest_path && self.is_placed_sample(host) {
+        if guest == self.settings.sample_guest_path && self.is_placed_sample(host) {
             return; // the sample as we placed it
         }
         if in_image && self.same_as_image(&guest, &content) {
@@ -163,14 +204,17 @@ impl Walker<'_> {
     }
 
     fn is_placed_sample(&self, host: &Path) -> bool {
-        match (fs::read(host), fs::read(self.layout.sample())) {
+        match (fs::read(host), fs::read(&self.settings.placed_sample)) {
             (Ok(now), Ok(placed)) => now == placed,
             _ => false,
         }
     }
 
     fn same_as_image(&self, guest: &str, content: &Content) -> bool {
-        let original = self.spec.rootfs.join(guest.trim_start_matches('/'));
+        let Some(rootfs) = &self.settings.rootfs else {
+            return false;
+        };
+        let original = rootfs.join(guest.trim_start_matches('/'));
         // Never follow a link of the image: absolute links resolve into the host's files.
         match fs::symlink_metadata(&original) {
             Ok(m) if m.is_file() && m.len() == content.size => fs::File::open(&original)
@@ -181,7 +225,7 @@ impl Walker<'_> {
     }
 
     fn store(&mut self, sha: &str, content: &[u8]) -> Option<String> {
-        let path = self.layout.dropped().join(sha);
+        let path = self.settings.dropped_dir.join(sha);
         if !path.exists() {
             if let Err(e) = fs::write(&path, content) {
                 self.errors.push(format!("store artifact {sha}: {e}"));

@@ -67,6 +67,19 @@ pub struct SandboxOutcome {
     pub files_dropped: u64,
     /// Problems while collecting (the report lists them as incomplete).
     pub collection_errors: Vec<String>,
+    /// Add to the times above to get the orchestrator's monotonic clock: 0 where the sandbox
+    /// shares the host's kernel; a user-space kernel (gVisor) keeps its own clock.
+    #[serde(default)]
+    pub clock_offset_ns: i64,
+}
+
+impl SandboxOutcome {
+    /// The run was ended from outside the sample: at the timeout, at the pids limit, or by
+    /// the memory limit's OOM kill (which, under gVisor, takes the whole sandbox and the
+    /// monitor with it). Processes without a recorded end were killed then.
+    pub fn ended_by_force(&self) -> bool {
+        self.timed_out || self.pids_stopped || self.cgroup.oom_kills > 0
+    }
 }
 
 /// One output stream: how much was written, how much was kept in `<name>.bin`.

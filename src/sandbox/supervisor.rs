@@ -345,9 +345,12 @@ fn sandbox_init(spec: &SandboxSpec, layout: &RunLayout, fds: InitFds) -> Result<
         artifact_max_bytes: spec.artifact_max_bytes,
         hash_max_bytes: spec.limits.disk_bytes,
         filter: seccomp::compile(),
+        // The supervisor enforces the timeout and the pids limit from outside.
+        stop: monitor::StopPolicy::default(),
+        drop_capabilities: false,
     };
     drop(fds.errors);
-    Ok(monitor::run(setup))
+    Ok(monitor::run(setup).code)
 }
 
 /// The supervisor holds the write end of the release pipe until it exits: EOF means gone.

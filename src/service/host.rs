@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use crate::config::SandboxConfig;
+use crate::config::{Backend, SandboxConfig};
 use crate::image::ImageStore;
 use crate::paths::DataDir;
 use crate::sandbox::cgroup::Hierarchy;
@@ -77,12 +77,21 @@ pub struct Probe {
     pub image: Result<bool, String>,
     pub free_disk: Option<u64>,
     pub min_free_disk: u64,
+    /// With `sandbox.backend: "docker"`: the engine's version, or why it cannot be used.
+    pub docker: Option<Result<String, String>>,
 }
 
 impl Probe {
     /// Reads the host now.
-    pub fn take(data: &DataDir, min_free_disk: u64) -> Probe {
+    pub fn take(data: &DataDir, min_free_disk: u64, sandbox: &SandboxConfig) -> Probe {
+        let docker = (sandbox.backend == Backend::Docker).then(|| {
+            crate::docker::Engine::connect(&sandbox.docker_socket)
+                .and_then(|e| e.info())
+                .map(|i| i.version)
+                .map_err(|e| e.to_string())
+        });
         Probe {
+            docker,
             root: nix::unistd::geteuid().is_root(),
             cgroup: Hierarchy::detect()
                 .map(|h| h.version())
@@ -96,8 +105,16 @@ impl Probe {
         }
     }
 
-    /// Whether the native backend can run sandboxes here.
+    /// Whether the configured backend can run sandboxes here.
     pub fn backend_available(&self) -> bool {
+        match &self.docker {
+            Some(engine) => engine.is_ok(),
+            None => self.native_available(),
+        }
+    }
+
+    /// Whether the native backend can run sandboxes here.
+    pub fn native_available(&self) -> bool {
         self.root && self.cgroup.is_ok()
     }
 
@@ -109,11 +126,17 @@ impl Probe {
     /// Why the service cannot analyse now; empty when it can.
     pub fn reasons(&self) -> Vec<String> {
         let mut reasons = Vec::new();
-        if !self.root {
-            reasons.push("backend unavailable: the native sandbox needs root".to_string());
-        }
-        if let Err(e) = &self.cgroup {
-            reasons.push(format!("backend unavailable: {e}"));
+        match &self.docker {
+            Some(Err(e)) => reasons.push(format!("backend unavailable: {e}")),
+            Some(Ok(_)) => {}
+            None => {
+                if !self.root {
+                    reasons.push("backend unavailable: the native sandbox needs root".to_string());
+                }
+                if let Err(e) = &self.cgroup {
+                    reasons.push(format!("backend unavailable: {e}"));
+                }
+            }
         }
         match &self.image {
             Ok(true) => {}
@@ -145,6 +168,7 @@ mod tests {
             image: Ok(true),
             free_disk: Some(10 << 30),
             min_free_disk: 1 << 30,
+            docker: None,
         }
     }
 

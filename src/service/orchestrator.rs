@@ -316,7 +316,11 @@ impl Orchestrator {
     pub fn health(&self) -> Result<HealthState, OrchestratorError> {
         let (queued, running) = self.queue.counts()?;
         Ok(HealthState {
-            probe: Probe::take(&self.data, self.config.service.min_free_disk_bytes),
+            probe: Probe::take(
+                &self.data,
+                self.config.service.min_free_disk_bytes,
+                &self.config.sandbox,
+            ),
             queued,
             running,
             capacity: self.capacity,

@@ -81,9 +81,39 @@ pub fn analyze_raw(sample: &Path, args: &[&str]) -> Output {
         .arg("analyze")
         .arg(sample)
         .arg("--json")
+        .args(backend_args())
         .args(args)
         .output()
         .expect("aegis runs")
+}
+
+/// The backend the behaviour fixtures run on, by test binary: `tests/sandbox.rs` runs them on
+/// the native backend, `tests/docker.rs` (which includes the same cases) on the docker
+/// backend with the engine's default runtime, `tests/gvisor.rs` with runsc.
+pub fn backend_args() -> &'static [&'static str] {
+    match env!("CARGO_CRATE_NAME") {
+        "docker" => &["--backend", "docker"],
+        "gvisor" => &["--backend", "docker", "--runtime", "runsc"],
+        _ => &[],
+    }
+}
+
+/// Whether this test binary runs its analyses in containers.
+pub fn on_docker() -> bool {
+    !backend_args().is_empty()
+}
+
+/// Names of the engine's labelled containers that belong to `analysis_id`.
+pub fn containers_of(analysis_id: &str) -> Vec<String> {
+    let engine = aegis::docker::Engine::connect(aegis::config::DEFAULT_DOCKER_SOCKET)
+        .expect("docker engine reachable");
+    engine
+        .labelled_containers()
+        .expect("list containers")
+        .into_iter()
+        .filter(|(_, id)| id == analysis_id)
+        .map(|(name, _)| name)
+        .collect()
 }
 
 /// Nothing of the analysis remains: cgroup, run directory, mounts in any namespace.
@@ -93,6 +123,13 @@ pub fn assert_no_leftovers(analysis_id: &str) {
         !Cgroup::open(&hierarchy, analysis_id).exists(),
         "cgroup of {analysis_id} is left"
     );
+    if on_docker() {
+        let left = containers_of(analysis_id);
+        assert!(
+            left.is_empty(),
+            "containers of {analysis_id} are left: {left:?}"
+        );
+    }
     let run = data_dir().join("runs").join(analysis_id);
     assert!(!run.exists(), "run directory {} is left", run.display());
     for entry in std::fs::read_dir("/proc").expect("proc").flatten() {

@@ -209,6 +209,18 @@ pub struct Health {
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 pub struct Backends {
     pub native: Backend,
+    /// Present when `sandbox.backend` is `docker`: whether the Docker Engine answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub docker: Option<DockerBackend>,
+}
+
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+pub struct DockerBackend {
+    pub available: bool,
+    /// The engine's version when it answered.
+    pub engine: Option<String>,
+    /// Why it cannot be used, when it cannot.
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
@@ -233,8 +245,13 @@ impl From<HealthState> for Health {
             status: if reasons.is_empty() { "ok" } else { "degraded" }.into(),
             version: env!("CARGO_PKG_VERSION").into(),
             backends: Backends {
+                docker: h.probe.docker.as_ref().map(|d| DockerBackend {
+                    available: d.is_ok(),
+                    engine: d.as_ref().ok().cloned(),
+                    error: d.as_ref().err().cloned(),
+                }),
                 native: Backend {
-                    available: h.probe.backend_available(),
+                    available: h.probe.native_available(),
                     cgroup: h.probe.cgroup.as_ref().ok().map(|v| v.to_string()),
                 },
             },
