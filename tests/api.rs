@@ -152,7 +152,15 @@ fn artifacts_come_as_one_zip_that_opens_with_infected() {
     let mut zip = zip::ZipArchive::new(std::io::Cursor::new(reply.body.clone())).unwrap();
     let mut names: Vec<String> = zip.file_names().map(|n| n.unwrap().into_owned()).collect();
     names.sort();
-    assert_eq!(names, vec![artifact.clone(), "stdout.bin".to_string()]);
+    // The capture of the simulated internet is an artifact of every analysis that has one.
+    assert_eq!(
+        names,
+        vec![
+            artifact.clone(),
+            "network.pcap".to_string(),
+            "stdout.bin".to_string()
+        ]
+    );
     for i in 0..zip.len() {
         assert!(
             zip.by_index_raw(i).unwrap().encrypted(),
