@@ -6,7 +6,7 @@ mod common;
 use std::io::Read;
 use std::time::Duration;
 
-use common::{created_paths, multipart, script, Sandbox};
+use common::{b64, created_paths, multipart, script, Sandbox};
 use serde_json::{json, Value};
 
 fn uid() -> String {
