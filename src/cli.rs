@@ -386,6 +386,25 @@ fn print_summary(r: &Report, dir: &Path) {
         "behaviour  {} processes, {} files created, {} modified, {} deleted, {} connections",
         c.processes, c.files_created, c.files_modified, c.files_deleted, c.connections
     );
+    let n = &r.network;
+    match (&n.dns, &n.http, &n.tls) {
+        (Some(dns), Some(http), Some(tls)) => println!(
+            "network    {}: {} DNS questions, {} HTTP requests, {} TLS hellos, capture {}",
+            n.mode,
+            dns.len(),
+            http.len(),
+            tls.len(),
+            n.pcap.as_deref().unwrap_or("-")
+        ),
+        _ => println!("network    {} (loopback only)", n.mode),
+    }
+    for h in r.summary.http_conversations.iter().take(10) {
+        println!(
+            "  http     {} {}",
+            printable(&h.request_method),
+            printable(&h.url)
+        );
+    }
     for cmd in r.summary.command_executions.iter().take(10) {
         println!("  exec     {}", printable(cmd));
     }

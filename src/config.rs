@@ -660,6 +660,44 @@ mod tests {
     }
 
     #[test]
+    fn the_network_section_is_checked_and_overridden_per_analysis() {
+        let c = Config::default();
+        assert_eq!(
+            c.network.mode,
+            NetworkMode::Simulated,
+            "simulated is the default"
+        );
+        let c = Config::from_value(&json!({"network": {"mode": "none", "dns": "nxdomain",
+            "pcap_max_bytes": "1m"}}))
+        .unwrap();
+        assert_eq!(
+            c.network_spec(None, None),
+            NetworkSpec {
+                mode: NetworkMode::None,
+                dns: DnsMode::Nxdomain,
+                pcap_max_bytes: 1 << 20
+            }
+        );
+        let spec = c.network_spec(Some(NetworkMode::Simulated), Some(DnsMode::Sinkhole));
+        assert_eq!(
+            (spec.mode, spec.dns),
+            (NetworkMode::Simulated, DnsMode::Sinkhole)
+        );
+        for (doc, key) in [
+            (json!({"network": {"mode": "internet"}}), "network.mode"),
+            (json!({"network": {"dns": 1}}), "network.dns"),
+            (
+                json!({"network": {"pcap_max_bytes": "1k"}}),
+                "network.pcap_max_bytes",
+            ),
+            (json!({"network": {"route": "x"}}), "network.route"),
+        ] {
+            let err = Config::from_value(&doc).unwrap_err().to_string();
+            assert!(err.contains(&format!("`{key}`")), "{err}");
+        }
+    }
+
+    #[test]
     fn overrides_beat_the_file() {
         let c = Config::default();
         let limits = c

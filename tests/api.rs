@@ -6,7 +6,7 @@ mod common;
 use std::io::Read;
 use std::time::Duration;
 
-use common::{created_paths, multipart, script, Sandbox};
+use common::{b64, created_paths, multipart, script, Sandbox};
 use serde_json::{json, Value};
 
 fn uid() -> String {
@@ -128,6 +128,41 @@ fn multipart_submission_with_arguments_runs_like_curl_f() {
 }
 
 #[test]
+fn the_network_is_chosen_per_submission_and_a_real_internet_is_refused() {
+    let sandbox = Sandbox::new();
+    let server = sandbox.serve(json!({}), 2);
+    // Only the guest's own addresses: nothing here reaches for the outside.
+    let script = "#!/bin/sh\nip -brief link | cut -d' ' -f1\n";
+    let none = server.submit(script, "n.sh", json!({"network": "none"}));
+    let sim = server.submit(script, "s.sh", json!({"dns": "nxdomain"}));
+    let none = server.wait_terminal(&none);
+    let sim = server.wait_terminal(&sim);
+    assert_eq!(none["report"]["environment"]["network"], "none", "{none}");
+    assert_eq!(none["report"]["output"]["stdout"]["text"], "lo\n");
+    assert!(none["report"]["network"]["dns"].is_null());
+    assert!(none["report"]["network"]["note"]
+        .as_str()
+        .unwrap()
+        .contains("loopback only"));
+    assert_eq!(
+        sim["report"]["environment"]["network"], "simulated",
+        "{sim}"
+    );
+    assert_eq!(sim["report"]["network"]["dns_mode"], "nxdomain");
+    assert_eq!(sim["report"]["output"]["stdout"]["text"], "lo\neth0\n");
+    assert_eq!(sim["report"]["network"]["pcap"], "network.pcap");
+    let reply = server.post_json(
+        "/analyze",
+        &json!({"file_data": b64(b"#!/bin/sh\n"), "network": "internet"}),
+    );
+    let message = reply.assert_error(400, "invalid_field");
+    assert!(
+        message.contains("no real-internet mode exists"),
+        "{message}"
+    );
+}
+
+#[test]
 fn artifacts_come_as_one_zip_that_opens_with_infected() {
     let sandbox = Sandbox::new();
     let server = sandbox.serve(json!({}), 1);
@@ -152,7 +187,15 @@ fn artifacts_come_as_one_zip_that_opens_with_infected() {
     let mut zip = zip::ZipArchive::new(std::io::Cursor::new(reply.body.clone())).unwrap();
     let mut names: Vec<String> = zip.file_names().map(|n| n.unwrap().into_owned()).collect();
     names.sort();
-    assert_eq!(names, vec![artifact.clone(), "stdout.bin".to_string()]);
+    // The capture of the simulated internet is an artifact of every analysis that has one.
+    assert_eq!(
+        names,
+        vec![
+            artifact.clone(),
+            "network.pcap".to_string(),
+            "stdout.bin".to_string()
+        ]
+    );
     for i in 0..zip.len() {
         assert!(
             zip.by_index_raw(i).unwrap().encrypted(),

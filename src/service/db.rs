@@ -157,6 +157,9 @@ pub struct AnalysisRow {
     pub dns: crate::netsim::DnsMode,
 }
 
+/// How many columns [`ROW_COLUMNS`] names: a query that selects more reads them from here on.
+pub const ROW_COLUMN_COUNT: usize = 19;
+
 /// The columns [`AnalysisRow::read`] expects, in its order.
 pub const ROW_COLUMNS: &str = "id, status, priority, file_name, sha256, size, arguments, \
      timeout_s, memory_bytes, cpus, callback_url, submitted_at, started_at, ended_at, error, \
@@ -217,6 +220,11 @@ impl AnalysisRow {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_row_column_count_is_the_length_of_the_list() {
+        assert_eq!(ROW_COLUMNS.split(',').count(), ROW_COLUMN_COUNT);
+    }
 
     #[test]
     fn schema_is_created_once_and_reopened() {

@@ -516,7 +516,12 @@ impl Queue {
                      WHERE id = ?1 AND webhook_state = 'pending'"
                 ),
                 params![id.as_str()],
-                |r| Ok((AnalysisRow::read(r)?, r.get::<_, u32>(17)?)),
+                |r| {
+                    Ok((
+                        AnalysisRow::read(r)?,
+                        r.get::<_, u32>(db::ROW_COLUMN_COUNT)?,
+                    ))
+                },
             )
             .optional()
             .map_err(sql("get webhook"))?;
