@@ -289,7 +289,7 @@ mod tests {
     fn the_hosts_own_namespace_is_refused() {
         // Our own pid's namespace is the one this process runs in: no link may be added there.
         let pid = i32::try_from(std::process::id()).unwrap();
-        let err = create_in(pid).err().expect("refused");
+        let err = create_in(pid).expect_err("refused");
         assert!(
             err.to_string().contains("host's network namespace")
                 || err.to_string().contains("setns"),
