@@ -384,8 +384,8 @@ fn simulated_internet_answers_every_protocol_and_captures_it_and_nothing_leaves(
         .find(|c| c.protocol == "udp" && c.dst_port == Some(5353))
         .expect("the UDP datagram");
     assert_eq!(
-        (udp.dst_ip.as_deref(), udp.bytes_out),
-        (Some("203.0.113.9"), Some(5))
+        (udp.dst_ip.as_deref(), udp.bytes_out, udp.datagrams),
+        (Some("203.0.113.9"), Some(5), Some(1))
     );
 
     let tls = r.network.tls.as_ref().expect("tls list");

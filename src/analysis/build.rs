@@ -323,6 +323,7 @@ impl<'a> Builder<'a> {
                         src_port: None,
                         bytes_out: None,
                         bytes_in: None,
+                        datagrams: None,
                         first_bytes: None,
                         service: None,
                         commands: Vec::new(),

@@ -194,6 +194,7 @@ fn merge_flows(conns: &mut Vec<Connection>, flows: &[Flow], start_ns: u64) -> Ve
         c.src_port = Some(flow.src_port);
         c.bytes_out = Some(flow.bytes_out);
         c.bytes_in = Some(flow.bytes_in);
+        c.datagrams = (flow.protocol == "udp").then_some(flow.datagrams);
         c.first_bytes = (!flow.first_bytes.is_empty()).then(|| text::escape(&flow.first_bytes));
         c.service = flow.service.clone();
         c.commands = flow.commands.clone();
@@ -232,6 +233,7 @@ fn from_traffic(flow: &Flow, t: f64) -> Connection {
         src_port: None,
         bytes_out: None,
         bytes_in: None,
+        datagrams: None,
         first_bytes: None,
         service: None,
         commands: Vec::new(),
@@ -257,6 +259,7 @@ mod tests {
             src_port: None,
             bytes_out: None,
             bytes_in: None,
+            datagrams: None,
             first_bytes: None,
             service: None,
             commands: Vec::new(),

@@ -255,6 +255,8 @@ impl Stack {
         );
         socket.set_nagle_enabled(false);
         socket.set_ack_delay(None);
+        // A peer that stops answering (a half-open scan, a killed process) frees its slot.
+        socket.set_timeout(Some(smoltcp::time::Duration::from_secs(60)));
         let endpoint = IpListenEndpoint {
             addr: Some(IpAddress::from(tuple.2)),
             port: tuple.3,

@@ -46,9 +46,16 @@ fn last(step: &'static str) -> LinkError {
 /// supervisor itself never leaves the host's network namespace.
 pub fn create_in(pid: i32) -> Result<(OwnedFd, Option<String>), LinkError> {
     let ns = File::open(format!("/proc/{pid}/ns/net")).map_err(fail("open the sandbox's netns"))?;
+    let host = namespace_id("/proc/thread-self/ns/net")?;
     std::thread::spawn(move || {
         nix::sched::setns(&ns, CloneFlags::CLONE_NEWNET)
             .map_err(|e| fail("setns(CLONE_NEWNET)")(e.into()))?;
+        // Never configure the host's own namespace, whatever went wrong before.
+        if namespace_id("/proc/thread-self/ns/net")? == host {
+            return Err(fail("enter the sandbox's netns")(std::io::Error::other(
+                "it is the host's network namespace; refusing to add a link there",
+            )));
+        }
         let tun = open_tun(GUEST_IFNAME)?;
         configure_v4()?;
         let v6 = configure_v6().err().map(|e| e.to_string());
@@ -60,6 +67,13 @@ pub fn create_in(pid: i32) -> Result<(OwnedFd, Option<String>), LinkError> {
             "panicked",
         )))
     })
+}
+
+/// The identity (device and inode) of a namespace file.
+fn namespace_id(path: &str) -> Result<(u64, u64), LinkError> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).map_err(fail("stat a network namespace"))?;
+    Ok((meta.dev(), meta.ino()))
 }
 
 /// An `ifreq` naming `name`.
@@ -265,4 +279,21 @@ fn configure_v6() -> Result<(), LinkError> {
         &mut route,
         "add the IPv6 default route",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_hosts_own_namespace_is_refused() {
+        // Our own pid's namespace is the one this process runs in: no link may be added there.
+        let pid = i32::try_from(std::process::id()).unwrap();
+        let err = create_in(pid).expect_err("refused");
+        assert!(
+            err.to_string().contains("host's network namespace")
+                || err.to_string().contains("setns"),
+            "{err}"
+        );
+    }
 }

@@ -239,6 +239,8 @@ pub struct Connection {
     pub bytes_out: Option<u64>,
     /// Payload bytes the simulated internet sent back.
     pub bytes_in: Option<u64>,
+    /// UDP datagrams the sample sent, from the traffic.
+    pub datagrams: Option<u64>,
     /// The first bytes the sample sent (up to 256), escaped as in `output`.
     pub first_bytes: Option<String>,
     /// `http`, `tls`, `dns`, `smtp`, `ftp`, `irc` when the simulated internet spoke it.
