@@ -1,7 +1,7 @@
 //! The orchestrator's own image: the Dockerfile builds (from the local Debian base and the
 //! binary under test, as on a machine without registry access), and a container of it serves
-//! `/health` on a loopback port mapping, with the docker backend reaching the engine through
-//! the mounted socket. Needs a reachable Docker Engine and mmdebstrap (for the base image).
+//! `/health` on a loopback port mapping and runs a submitted sample in a sibling container of
+//! the engine whose socket it was given. Needs a reachable Docker Engine and mmdebstrap (for the base image).
 
 mod support;
 
@@ -124,8 +124,37 @@ async fn serve(docker: &Docker, name: &str, port: u16) {
         .expect("start");
 }
 
+/// Submits a script to the containerised service and waits for its report.
+fn analyze_through(agent: &ureq::Agent, port: u16) -> serde_json::Value {
+    use base64::Engine as _;
+    let script = b"#!/bin/sh\necho from a sibling container\necho x > /tmp/mark\n";
+    let body = serde_json::json!({
+        "file_data": base64::engine::general_purpose::STANDARD.encode(script),
+        "file_name": "mark.sh",
+        "analysis_timeout": 30,
+    });
+    let base = format!("http://127.0.0.1:{port}");
+    let mut r = agent
+        .post(format!("{base}/analyze"))
+        .send_json(&body)
+        .unwrap();
+    let submitted: serde_json::Value = r.body_mut().read_json().unwrap();
+    let id = submitted["analysis_id"].as_str().unwrap().to_string();
+    let start = Instant::now();
+    loop {
+        let mut r = agent.get(format!("{base}/results/{id}")).call().unwrap();
+        let v: serde_json::Value = r.body_mut().read_json().unwrap();
+        match v["status"].as_str() {
+            Some("completed") => return v["report"].clone(),
+            Some("failed") => panic!("analysis failed: {v:#}"),
+            _ if start.elapsed() > Duration::from_secs(120) => panic!("no report: {v:#}"),
+            _ => std::thread::sleep(Duration::from_millis(200)),
+        }
+    }
+}
+
 #[test]
-fn orchestrator_image_builds_and_its_health_endpoint_answers() {
+fn orchestrator_image_builds_serves_health_and_runs_an_analysis_in_a_sibling_container() {
     let base = std::process::Command::new(repo("scripts/docker-base.sh"))
         .status()
         .expect("scripts/docker-base.sh runs");
@@ -159,6 +188,7 @@ fn orchestrator_image_builds_and_its_health_endpoint_answers() {
             Err(e) => panic!("{url} never answered: {e}"),
         }
     };
+    let report = analyze_through(&agent, port);
     let remove = RemoveContainerOptions {
         force: true,
         v: true,
@@ -166,6 +196,14 @@ fn orchestrator_image_builds_and_its_health_endpoint_answers() {
     };
     let _ = rt.block_on(docker.remove_container(&name, Some(remove)));
 
+    assert_eq!(report["environment"]["backend"], "docker", "{report:#}");
+    assert_eq!(report["environment"]["network"], "none");
+    assert_eq!(
+        report["output"]["stdout"]["text"],
+        "from a sibling container\n"
+    );
+    let created = report["files"]["created"][0]["path"].as_str();
+    assert_eq!(created, Some("/tmp/mark"), "{report:#}");
     assert_eq!(status, 200, "{health:#}");
     assert_eq!(health["reasons"], serde_json::json!([]), "{health:#}");
     let docker_backend = &health["backends"]["docker"];

@@ -257,7 +257,7 @@ impl Engine {
                 .max(self.config.sandbox.output_max_bytes),
             run,
             cancel: s.cancel,
-            image_lock: self.data.root().join("images").join(".docker-import.lock"),
+            image_lock: self.data.root().join(".docker-import.lock"),
         };
         crate::docker::run(&engine, &request, progress).map_err(|e| match e {
             crate::docker::DockerError::Interrupted => AnalysisError::Interrupted,
