@@ -116,6 +116,25 @@ pub struct Placement {
     pub runtime: ContainerRuntime,
 }
 
+impl Placement {
+    /// As stored: `native`, `docker/runc` or `docker/runsc`.
+    pub fn stored(self) -> String {
+        match self.backend {
+            Backend::Native => "native".into(),
+            Backend::Docker => format!("docker/{}", self.runtime.as_str()),
+        }
+    }
+
+    /// Reads what [`Placement::stored`] wrote.
+    pub fn from_stored(text: &str) -> Option<Placement> {
+        let (backend, runtime) = text.split_once('/').unwrap_or((text, "runc"));
+        Some(Placement {
+            backend: Backend::parse(backend).ok()?,
+            runtime: ContainerRuntime::parse(runtime).ok()?,
+        })
+    }
+}
+
 /// Everything `config.json` can set, with defaults filled in.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Config {

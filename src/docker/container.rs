@@ -522,6 +522,7 @@ mod tests {
             Some(64 * 32 + 1024),
             "runsc's own threads count too"
         );
+        assert_eq!(h.runtime.as_deref(), Some("runsc"));
         let h = host_config(&limits, ContainerRuntime::Runc);
         assert_eq!(h.pids_limit, Some(64));
         assert_eq!(h.cap_drop, Some(vec!["ALL".to_string()]));
@@ -530,7 +531,7 @@ mod tests {
             .security_opt
             .unwrap()
             .contains(&"no-new-privileges".to_string()));
-        assert_eq!(h.runtime.as_deref(), Some("runsc"));
+        assert_eq!(h.runtime.as_deref(), Some("runc"));
         let tmpfs = h.tmpfs.unwrap();
         assert!(tmpfs["/tmp"].contains(&format!("size={}", 32 << 20)));
     }

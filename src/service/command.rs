@@ -106,6 +106,8 @@ pub struct Submission {
     pub limits: Limits,
     pub priority: i64,
     pub callback_url: Option<CallbackUrl>,
+    /// The backend (and container runtime) that runs it.
+    pub placement: crate::config::Placement,
 }
 
 /// `GET /analyses`, validated.

@@ -42,7 +42,7 @@ pub fn sql(op: &'static str) -> impl FnOnce(rusqlite::Error) -> DbError {
 }
 
 /// Version written to `PRAGMA user_version`; bumped with every schema change.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS analyses (
@@ -66,7 +66,8 @@ CREATE TABLE IF NOT EXISTS analyses (
     attempts         INTEGER NOT NULL DEFAULT 0,
     cancel_requested INTEGER NOT NULL DEFAULT 0,
     webhook_state    TEXT CHECK (webhook_state IN ('pending','delivered','failed')),
-    webhook_attempts INTEGER NOT NULL DEFAULT 0
+    webhook_attempts INTEGER NOT NULL DEFAULT 0,
+    placement        TEXT NOT NULL DEFAULT 'native'
 );
 CREATE INDEX IF NOT EXISTS analyses_queue ON analyses (status, priority DESC, seq);
 CREATE INDEX IF NOT EXISTS analyses_sha256 ON analyses (sha256);
@@ -101,6 +102,13 @@ pub fn open(path: &Path) -> Result<Connection, DbError> {
             found: version,
             known: SCHEMA_VERSION,
         });
+    }
+    if version == 1 {
+        // Version 2 added the backend (and container runtime) of each analysis.
+        conn.execute_batch(
+            "ALTER TABLE analyses ADD COLUMN placement TEXT NOT NULL DEFAULT 'native'",
+        )
+        .map_err(open_err)?;
     }
     conn.execute_batch(SCHEMA).map_err(open_err)?;
     conn.pragma_update(None, "user_version", SCHEMA_VERSION)
@@ -139,12 +147,13 @@ pub struct AnalysisRow {
     pub error: Option<String>,
     pub attempts: u32,
     pub cancel_requested: bool,
+    pub placement: crate::config::Placement,
 }
 
 /// The columns [`AnalysisRow::read`] expects, in its order.
 pub const ROW_COLUMNS: &str = "id, status, priority, file_name, sha256, size, arguments, \
      timeout_s, memory_bytes, cpus, callback_url, submitted_at, started_at, ended_at, error, \
-     attempts, cancel_requested";
+     attempts, cancel_requested, placement";
 
 impl AnalysisRow {
     /// Reads a row selected with [`ROW_COLUMNS`].
@@ -166,6 +175,10 @@ impl AnalysisRow {
             Ok(a) => a,
             Err(e) => return Ok(Err(corrupt(format!("arguments: {e}")))),
         };
+        let placement: String = row.get(17)?;
+        let Some(placement) = crate::config::Placement::from_stored(&placement) else {
+            return Ok(Err(corrupt(format!("unknown placement {placement:?}"))));
+        };
         Ok(Ok(AnalysisRow {
             id: parsed_id,
             status,
@@ -184,6 +197,7 @@ impl AnalysisRow {
             error: row.get(14)?,
             attempts: row.get(15)?,
             cancel_requested: row.get(16)?,
+            placement,
         }))
     }
 }

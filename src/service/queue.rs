@@ -153,8 +153,8 @@ impl Queue {
         let tx = inner.conn.transaction().map_err(sql("begin insert"))?;
         tx.execute(
             "INSERT INTO analyses (id, status, priority, file_name, sha256, size, arguments, \
-             timeout_s, memory_bytes, cpus, callback_url, submitted_at, webhook_state) \
-             VALUES (?1, 'queued', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+             timeout_s, memory_bytes, cpus, callback_url, submitted_at, webhook_state, placement) \
+             VALUES (?1, 'queued', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
             params![
                 id.as_str(),
                 s.priority,
@@ -168,6 +168,7 @@ impl Queue {
                 s.callback_url.as_ref().map(|u| u.as_str()),
                 now,
                 webhook_state,
+                s.placement.stored(),
             ],
         )
         .map_err(sql("insert analysis"))?;
@@ -602,9 +603,39 @@ mod tests {
             },
             priority,
             callback_url: None,
+            placement: crate::config::Placement::default(),
         };
         q.insert(&id, &s, &"0".repeat(64)).unwrap();
         id
+    }
+
+    #[test]
+    fn the_backend_of_a_submission_is_kept_with_it() {
+        use crate::config::{Backend, ContainerRuntime, Placement};
+        let (_tmp, q) = queue();
+        let native = submit(&q, 5);
+        assert_eq!(
+            q.get(&native).unwrap().unwrap().placement,
+            Placement::default()
+        );
+        let id = AnalysisId::generate();
+        let placement = Placement {
+            backend: Backend::Docker,
+            runtime: ContainerRuntime::Runsc,
+        };
+        let s = Submission {
+            file_name: "a.sh".into(),
+            bytes: b"echo".to_vec(),
+            arguments: vec![],
+            limits: crate::config::Config::default()
+                .limits(&Default::default())
+                .unwrap(),
+            priority: 5,
+            callback_url: None,
+            placement,
+        };
+        q.insert(&id, &s, &"0".repeat(64)).unwrap();
+        assert_eq!(q.get(&id).unwrap().unwrap().placement, placement);
     }
 
     #[test]

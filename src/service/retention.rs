@@ -95,6 +95,7 @@ mod tests {
             },
             priority: 5,
             callback_url: None,
+            placement: crate::config::Placement::default(),
         };
         q.insert(&id, &s, &"0".repeat(64)).unwrap();
         std::fs::create_dir_all(data.root().join("samples")).unwrap();

@@ -168,7 +168,7 @@ fn analyze(ctx: &WorkerContext, job: &Claimed, bytes: Vec<u8>) -> Outcome {
             pids: sandbox.pids_limit,
             disk_bytes: sandbox.disk_limit,
         },
-        placement: ctx.engine.config.placement(None, None),
+        placement: row.placement,
     };
     let mut progress = |line: &str| tracing::debug!(progress = line);
     let result = std::panic::catch_unwind(AssertUnwindSafe(|| {

@@ -33,6 +33,11 @@ pub struct SubmitRequest {
     pub priority: Option<i64>,
     /// Receives the final status. Only `http://` URLs on 127.0.0.0/8, `[::1]` or `localhost`.
     pub callback_url: Option<String>,
+    /// `native` or `docker`. Default `sandbox.backend`.
+    pub backend: Option<String>,
+    /// The docker backend's container runtime: `runc` or `runsc` (gVisor); refused with the
+    /// native backend. Default `sandbox.runtime`.
+    pub runtime: Option<String>,
 }
 
 /// A size as text (`"512m"`) or bytes.
@@ -66,6 +71,8 @@ pub struct SubmitForm {
     pub arguments: Option<Vec<String>>,
     pub priority: Option<i64>,
     pub callback_url: Option<String>,
+    pub backend: Option<String>,
+    pub runtime: Option<String>,
 }
 
 /// Binary content.
