@@ -150,7 +150,8 @@ pub struct AnalysisRow {
     pub placement: crate::config::Placement,
 }
 
-/// The columns [`AnalysisRow::read`] expects, in its order.
+/// The columns [`AnalysisRow::read`] expects, in its order (18 of them: a query that selects
+/// more after these finds them from index 18 on).
 pub const ROW_COLUMNS: &str = "id, status, priority, file_name, sha256, size, arguments, \
      timeout_s, memory_bytes, cpus, callback_url, submitted_at, started_at, ended_at, error, \
      attempts, cancel_requested, placement";

@@ -515,7 +515,7 @@ impl Queue {
                      WHERE id = ?1 AND webhook_state = 'pending'"
                 ),
                 params![id.as_str()],
-                |r| Ok((AnalysisRow::read(r)?, r.get::<_, u32>(17)?)),
+                |r| Ok((AnalysisRow::read(r)?, r.get::<_, u32>(18)?)),
             )
             .optional()
             .map_err(sql("get webhook"))?;
