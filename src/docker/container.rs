@@ -48,6 +48,7 @@ pub fn run(
             .rt
             .block_on(image::ensure(&engine.docker, req.image, progress))?
     };
+    tracing::debug!(image = tag, "monitor image ready");
     let cgroup_version = engine.info().map(|i| i.cgroup_version).unwrap_or_default();
     let name = container_name(req.analysis_id);
     let result = engine
@@ -61,6 +62,7 @@ pub fn run(
     let _ = engine
         .rt
         .block_on(engine.docker.remove_container(&name, Some(remove)));
+    tracing::debug!(container = name, "removed");
     let mut outcome = result?;
     outcome.cgroup_version = cgroup_version;
     Ok(outcome)
@@ -201,6 +203,7 @@ async fn run_container(
         host_config,
     )
     .await?;
+    tracing::debug!(container = name, "created");
 
     let spec = ContainerSpec {
         argv: req.argv.clone(),
@@ -222,6 +225,7 @@ async fn run_container(
         .upload_to_container(name, Some(upload), tar.into())
         .await
         .map_err(|e| api("place the sample", e))?;
+    tracing::debug!(container = name, "sample placed");
 
     // Attached before the start, so not a byte of output is missed.
     let attach = AttachContainerOptions::<String> {
@@ -256,7 +260,9 @@ async fn run_container(
             ))
         })?
         .map_err(|e| api("start container", e))?;
+    tracing::debug!(container = name, "started");
     let killed = wait(docker, name, req).await?;
+    tracing::debug!(container = name, "ended");
     let host_ended = crate::monitor::now_ns();
 
     let state = docker
@@ -268,6 +274,7 @@ async fn run_container(
     let streams = drain.await.unwrap_or_default();
 
     let mut outcome = collect_out(docker, name, req).await;
+    tracing::debug!(container = name, "monitor output read");
     if outcome.started_ns == 0 {
         outcome.started_ns = host_started;
         outcome.ended_ns = host_ended;
@@ -294,6 +301,7 @@ async fn run_container(
         dropped_dir: req.run.dropped(),
     };
     changes::collect(docker, name, &settings, &mut outcome).await;
+    tracing::debug!(container = name, "writable layer collected");
     outcome.files.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(outcome)
 }
