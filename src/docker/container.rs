@@ -194,37 +194,10 @@ async fn run_container(
     name: &str,
 ) -> Result<SandboxOutcome, DockerError> {
     let host_config = host_config(&req.limits, req.runtime);
-    create(
-        docker,
-        name,
-        tag,
-        req.analysis_id,
-        &req.hostname,
-        host_config,
-    )
-    .await?;
+    let hostname = &req.hostname;
+    create(docker, name, tag, req.analysis_id, hostname, host_config).await?;
     tracing::debug!(container = name, "created");
-
-    let spec = ContainerSpec {
-        argv: req.argv.clone(),
-        env: req.env.clone(),
-        cwd: req.cwd.clone(),
-        timeout_ms: req.limits.timeout_s.saturating_mul(1000),
-        pids: req.limits.pids,
-        artifact_max_bytes: req.artifact_max_bytes,
-        disk_bytes: req.limits.disk_bytes,
-        sample_guest_path: req.sample_guest_path.clone(),
-    };
-    let spec = serde_json::to_vec(&spec).unwrap_or_default();
-    let tar = archive::placement(&spec, &req.sample_guest_path, req.sample);
-    let upload = UploadToContainerOptions {
-        path: "/".to_string(),
-        ..Default::default()
-    };
-    docker
-        .upload_to_container(name, Some(upload), tar.into())
-        .await
-        .map_err(|e| api("place the sample", e))?;
+    place(docker, name, req).await?;
     tracing::debug!(container = name, "sample placed");
 
     // Attached before the start, so not a byte of output is missed.
@@ -238,8 +211,9 @@ async fn run_container(
         .attach_container(name, Some(attach))
         .await
         .map_err(|e| api("attach", e))?;
-    fs::create_dir_all(req.run.artifacts())
-        .map_err(|e| DockerError::Local(format!("mkdir {}: {e}", req.run.artifacts().display())))?;
+    let artifacts = req.run.artifacts();
+    fs::create_dir_all(&artifacts)
+        .map_err(|e| DockerError::Local(format!("mkdir {}: {e}", artifacts.display())))?;
     let drain = tokio::spawn(output::drain(
         attached.output,
         req.run.stream("stdout"),
@@ -248,18 +222,7 @@ async fn run_container(
     ));
 
     let host_started = crate::monitor::now_ns();
-    // A runtime that hangs at start (gVisor's KVM platform without nested virtualisation
-    // does) must not hang the analysis.
-    tokio::time::timeout(START_LIMIT, docker.start_container::<String>(name, None))
-        .await
-        .map_err(|_| {
-            DockerError::Local(format!(
-                "the {} runtime did not start the container within {} s",
-                req.runtime.as_str(),
-                START_LIMIT.as_secs()
-            ))
-        })?
-        .map_err(|e| api("start container", e))?;
+    start(docker, name, req.runtime).await?;
     tracing::debug!(container = name, "started");
     let killed = wait(docker, name, req).await?;
     tracing::debug!(container = name, "ended");
@@ -272,17 +235,15 @@ async fn run_container(
         .state
         .unwrap_or_default();
     let streams = drain.await.unwrap_or_default();
-
     let mut outcome = collect_out(docker, name, req).await;
     tracing::debug!(container = name, "monitor output read");
+
     if outcome.started_ns == 0 {
         outcome.started_ns = host_started;
         outcome.ended_ns = host_ended;
     }
     outcome.clock_offset_ns = clock_offset(host_started, host_ended, outcome.ended_ns);
-    if killed {
-        outcome.timed_out = true;
-    }
+    outcome.timed_out |= killed;
     outcome.cgroup.oom_kills = u64::from(state.oom_killed.unwrap_or(false));
     outcome.cgroup.pids_limit_hits = u64::from(outcome.pids_stopped);
     if outcome.monitor_exit_code.is_none() {
@@ -304,6 +265,45 @@ async fn run_container(
     tracing::debug!(container = name, "writable layer collected");
     outcome.files.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(outcome)
+}
+
+/// Puts the monitor's spec, its output directory and the sample into the created container.
+async fn place(docker: &Docker, name: &str, req: &ContainerRequest<'_>) -> Result<(), DockerError> {
+    let spec = ContainerSpec {
+        argv: req.argv.clone(),
+        env: req.env.clone(),
+        cwd: req.cwd.clone(),
+        timeout_ms: req.limits.timeout_s.saturating_mul(1000),
+        pids: req.limits.pids,
+        artifact_max_bytes: req.artifact_max_bytes,
+        disk_bytes: req.limits.disk_bytes,
+        sample_guest_path: req.sample_guest_path.clone(),
+    };
+    let spec = serde_json::to_vec(&spec).unwrap_or_default();
+    let tar = archive::placement(&spec, &req.sample_guest_path, req.sample);
+    let upload = UploadToContainerOptions {
+        path: "/".to_string(),
+        ..Default::default()
+    };
+    docker
+        .upload_to_container(name, Some(upload), tar.into())
+        .await
+        .map_err(|e| api("place the sample", e))
+}
+
+/// Starts the container. A runtime that hangs at start (gVisor's KVM platform without nested
+/// virtualisation does) must not hang the analysis.
+async fn start(docker: &Docker, name: &str, runtime: ContainerRuntime) -> Result<(), DockerError> {
+    tokio::time::timeout(START_LIMIT, docker.start_container::<String>(name, None))
+        .await
+        .map_err(|_| {
+            DockerError::Local(format!(
+                "the {} runtime did not start the container within {} s",
+                runtime.as_str(),
+                START_LIMIT.as_secs()
+            ))
+        })?
+        .map_err(|e| api("start container", e))
 }
 
 /// How far the container's monotonic clock is from ours. A runtime on the host's kernel
