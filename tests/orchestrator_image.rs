@@ -73,6 +73,26 @@ async fn build(docker: &Docker) {
     }
 }
 
+/// Removes the service's container however the test ends.
+struct Removed<'a> {
+    rt: &'a tokio::runtime::Runtime,
+    docker: &'a Docker,
+    name: String,
+}
+
+impl Drop for Removed<'_> {
+    fn drop(&mut self) {
+        let remove = RemoveContainerOptions {
+            force: true,
+            v: true,
+            ..Default::default()
+        };
+        let _ = self
+            .rt
+            .block_on(self.docker.remove_container(&self.name, Some(remove)));
+    }
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -166,6 +186,11 @@ fn orchestrator_image_builds_serves_health_and_runs_an_analysis_in_a_sibling_con
 
     let name = format!("aegis-orchestrator-test-{}", uuid::Uuid::new_v4());
     let port = free_port();
+    let _removed = Removed {
+        rt: &rt,
+        docker: &docker,
+        name: name.clone(),
+    };
     rt.block_on(serve(&docker, &name, port));
     let url = format!("http://127.0.0.1:{port}/health");
     let start = Instant::now();
@@ -189,12 +214,6 @@ fn orchestrator_image_builds_serves_health_and_runs_an_analysis_in_a_sibling_con
         }
     };
     let report = analyze_through(&agent, port);
-    let remove = RemoveContainerOptions {
-        force: true,
-        v: true,
-        ..Default::default()
-    };
-    let _ = rt.block_on(docker.remove_container(&name, Some(remove)));
 
     assert_eq!(report["environment"]["backend"], "docker", "{report:#}");
     assert_eq!(report["environment"]["network"], "none");
