@@ -10,7 +10,7 @@ sock="${AEGIS_DOCKER_SOCKET:-/var/run/docker.sock}"
 platform="${AEGIS_RUNSC_PLATFORM:-ptrace}"
 
 need=()
-for pkg in docker.io runsc; do
+for pkg in docker.io runsc curl; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if [ "${#need[@]}" -gt 0 ]; then
@@ -39,8 +39,8 @@ JSON
 if [ ! -f "$config" ]; then
   mkdir -p /etc/docker
   printf '%s\n' "$want" >"$config"
-elif ! grep -q '"runsc"' "$config"; then
-  echo "$config exists without a runsc runtime; add it by hand:" >&2
+elif ! grep -q '"runsc"' "$config" || ! grep -q 'network=none' "$config"; then
+  echo "$config exists without runsc registered with --network=none; merge this by hand:" >&2
   printf '%s\n' "$want" >&2
 fi
 

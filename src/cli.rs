@@ -264,13 +264,18 @@ fn analyze(data: &DataDir, config: Config, args: AnalyzeArgs) -> Result<i32> {
         memory_bytes: args.memory,
         cpus: args.cpus,
     })?;
+    let placement = config.placement(args.backend, args.runtime);
+    let mode = match config.network_mode_for(placement.backend, args.network) {
+        Ok(mode) => mode,
+        Err(reason) => bail!("--network: {reason}"),
+    };
     let request = AnalysisRequest {
         file_name,
         bytes,
         arguments: args.arguments.clone(),
         limits,
-        network: config.network_spec(args.network, args.dns),
-        placement: config.placement(args.backend, args.runtime),
+        network: config.network_spec(Some(mode), args.dns),
+        placement,
     };
     if args.runtime.is_some() && request.placement.backend != config::Backend::Docker {
         bail!("--runtime applies to the docker backend only; add --backend docker");

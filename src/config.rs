@@ -118,6 +118,25 @@ pub struct Placement {
     pub runtime: ContainerRuntime,
 }
 
+impl Placement {
+    /// As stored: `native`, `docker/runc` or `docker/runsc`.
+    pub fn stored(self) -> String {
+        match self.backend {
+            Backend::Native => "native".into(),
+            Backend::Docker => format!("docker/{}", self.runtime.as_str()),
+        }
+    }
+
+    /// Reads what [`Placement::stored`] wrote.
+    pub fn from_stored(text: &str) -> Option<Placement> {
+        let (backend, runtime) = text.split_once('/').unwrap_or((text, "runc"));
+        Some(Placement {
+            backend: Backend::parse(backend).ok()?,
+            runtime: ContainerRuntime::parse(runtime).ok()?,
+        })
+    }
+}
+
 /// Everything `config.json` can set, with defaults filled in.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Config {
@@ -295,7 +314,26 @@ impl Config {
             pcap_max_bytes: self.network.pcap_max_bytes,
         }
     }
+
+    /// The network mode an analysis gets on `backend`: what was asked, else `network.mode`.
+    /// The docker backend has no simulated internet: its analyses default to `none`, and
+    /// asking for `simulated` there is refused with the reason.
+    pub fn network_mode_for(
+        &self,
+        backend: Backend,
+        asked: Option<NetworkMode>,
+    ) -> Result<NetworkMode, String> {
+        match (backend, asked) {
+            (Backend::Docker, Some(NetworkMode::Simulated)) => Err(DOCKER_HAS_NO_NETWORK.into()),
+            (Backend::Docker, _) => Ok(NetworkMode::None),
+            (Backend::Native, asked) => Ok(asked.unwrap_or(self.network.mode)),
+        }
+    }
 }
+
+/// Why `simulated` is refused with the docker backend.
+pub const DOCKER_HAS_NO_NETWORK: &str = "the docker backend runs samples with no network; \
+     the simulated internet needs the native backend (or ask for network \"none\")";
 
 /// Where the docker backend finds the engine unless `sandbox.docker_socket` says otherwise.
 pub const DEFAULT_DOCKER_SOCKET: &str = "/var/run/docker.sock";
@@ -631,6 +669,27 @@ mod tests {
             "max_timeout": 50}}))
         .unwrap_err();
         assert!(err.to_string().contains("above sandbox.max_timeout"));
+    }
+
+    #[test]
+    fn the_docker_backend_has_no_network_and_refuses_the_simulated_internet() {
+        let c = Config::default();
+        assert_eq!(
+            c.network_mode_for(Backend::Docker, None),
+            Ok(NetworkMode::None)
+        );
+        assert_eq!(
+            c.network_mode_for(Backend::Docker, Some(NetworkMode::None)),
+            Ok(NetworkMode::None)
+        );
+        assert_eq!(
+            c.network_mode_for(Backend::Docker, Some(NetworkMode::Simulated)),
+            Err(DOCKER_HAS_NO_NETWORK.to_string())
+        );
+        assert_eq!(
+            c.network_mode_for(Backend::Native, None),
+            Ok(NetworkMode::Simulated)
+        );
     }
 
     #[test]

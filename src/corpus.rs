@@ -43,7 +43,11 @@ pub fn run(
         timeout_s: Some(timeout),
         ..Default::default()
     })?;
-    let config_network = config.network_spec(None, None);
+    let placement = config.placement(None, None);
+    let mode = config
+        .network_mode_for(placement.backend, None)
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let config_network = config.network_spec(Some(mode), None);
     crate::analysis::sweep(data);
     let engine = Engine::new(data.clone(), config);
     let never = AtomicBool::new(false);
@@ -59,7 +63,7 @@ pub fn run(
             arguments: Vec::new(),
             limits,
             network: config_network,
-            placement: engine.config.placement(None, None),
+            placement,
         };
         let id = uuid::Uuid::new_v4().to_string();
         let outcome = engine

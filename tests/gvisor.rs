@@ -111,3 +111,15 @@ fn runsc_fork_bomb_is_stopped_by_the_pids_limit() {
     assert!(r.execution.duration_s < 30.0, "{}", r.execution.duration_s);
     assert!(r.processes.len() > 100, "{} processes", r.processes.len());
 }
+
+#[test]
+fn runsc_anti_debug_check_runs_its_payload_and_is_flagged() {
+    let dir = workdir();
+    let bin = gcc(dir.path(), "antidebug", &[]);
+    let r = analyze(&bin, &["--timeout", "20"]);
+    assert_eq!(r.execution.exit_code, Some(0));
+    assert_eq!(r.output.stdout.text, "no debugger, payload written\n");
+    let kinds: Vec<&str> = r.events_of_note.iter().map(|e| e.kind.as_str()).collect();
+    assert!(kinds.contains(&"ptrace_traceme"), "{kinds:?}");
+    assert!(kinds.contains(&"tracerpid_check"), "{kinds:?}");
+}

@@ -3,8 +3,8 @@
 
 pub mod build;
 
-mod network;
 pub(crate) mod leftovers;
+mod network;
 mod report;
 
 use std::fs;
@@ -238,6 +238,12 @@ impl Engine {
         s: ContainerStart<'_>,
         progress: &mut dyn FnMut(&str),
     ) -> Result<SandboxOutcome, AnalysisError> {
+        if s.request.network.mode != crate::netsim::NetworkMode::None {
+            let reason = crate::config::DOCKER_HAS_NO_NETWORK.to_string();
+            return Err(AnalysisError::Docker(crate::docker::DockerError::Local(
+                reason,
+            )));
+        }
         let run = s.run;
         fs::create_dir_all(&run.dir).map_err(io("mkdir", &run.dir))?;
         leftovers::write_owner(run).map_err(io("write", &run.owner()))?;
@@ -262,7 +268,7 @@ impl Engine {
                 .max(self.config.sandbox.output_max_bytes),
             run,
             cancel: s.cancel,
-            image_lock: self.data.root().join("images").join(".docker-import.lock"),
+            image_lock: self.data.root().join(".docker-import.lock"),
         };
         crate::docker::run(&engine, &request, progress).map_err(|e| match e {
             crate::docker::DockerError::Interrupted => AnalysisError::Interrupted,

@@ -55,6 +55,7 @@ pub async fn collect(
             return;
         }
     };
+    tracing::debug!(container, changes = changes.len(), "changes listed");
     for change in relevant(changes) {
         if outcome.files.len() >= MAX_ENTRIES {
             outcome.files_dropped += 1;
@@ -72,6 +73,11 @@ pub async fn collect(
             ));
             continue;
         }
+        if in_image && change.kind == ChangeType::_0 && image_is_dir(settings.rootfs, &change.path)
+        {
+            continue; // a directory of the image whose content changed: its files are listed
+        }
+        tracing::debug!(container, path = change.path, "reading a changed file");
         match read_entry(docker, container, &change.path, settings).await {
             Ok(Some(entry)) => {
                 if let Some(f) = judge(entry, change.path, in_image, settings, outcome) {
@@ -84,6 +90,11 @@ pub async fn collect(
                 .push(format!("read {}: {e}", change.path)),
         }
     }
+}
+
+fn image_is_dir(rootfs: &Path, guest: &str) -> bool {
+    // Never follow a link of the image: absolute links resolve into the host's files.
+    fs::symlink_metadata(image_path(rootfs, guest)).is_ok_and(|m| m.is_dir())
 }
 
 fn image_path(rootfs: &Path, guest: &str) -> PathBuf {

@@ -48,6 +48,7 @@ pub fn run(
             .rt
             .block_on(image::ensure(&engine.docker, req.image, progress))?
     };
+    tracing::debug!(image = tag, "monitor image ready");
     let cgroup_version = engine.info().map(|i| i.cgroup_version).unwrap_or_default();
     let name = container_name(req.analysis_id);
     let result = engine
@@ -61,6 +62,7 @@ pub fn run(
     let _ = engine
         .rt
         .block_on(engine.docker.remove_container(&name, Some(remove)));
+    tracing::debug!(container = name, "removed");
     let mut outcome = result?;
     outcome.cgroup_version = cgroup_version;
     Ok(outcome)
@@ -192,16 +194,81 @@ async fn run_container(
     name: &str,
 ) -> Result<SandboxOutcome, DockerError> {
     let host_config = host_config(&req.limits, req.runtime);
-    create(
-        docker,
-        name,
-        tag,
-        req.analysis_id,
-        &req.hostname,
-        host_config,
-    )
-    .await?;
+    let hostname = &req.hostname;
+    create(docker, name, tag, req.analysis_id, hostname, host_config).await?;
+    tracing::debug!(container = name, "created");
+    place(docker, name, req).await?;
+    tracing::debug!(container = name, "sample placed");
 
+    // Attached before the start, so not a byte of output is missed.
+    let attach = AttachContainerOptions::<String> {
+        stdout: Some(true),
+        stderr: Some(true),
+        stream: Some(true),
+        ..Default::default()
+    };
+    let attached = docker
+        .attach_container(name, Some(attach))
+        .await
+        .map_err(|e| api("attach", e))?;
+    let artifacts = req.run.artifacts();
+    fs::create_dir_all(&artifacts)
+        .map_err(|e| DockerError::Local(format!("mkdir {}: {e}", artifacts.display())))?;
+    let drain = tokio::spawn(output::drain(
+        attached.output,
+        req.run.stream("stdout"),
+        req.run.stream("stderr"),
+        req.output_keep_bytes,
+    ));
+
+    let host_started = crate::monitor::now_ns();
+    start(docker, name, req.runtime).await?;
+    tracing::debug!(container = name, "started");
+    let killed = wait(docker, name, req).await?;
+    tracing::debug!(container = name, "ended");
+    let host_ended = crate::monitor::now_ns();
+
+    let state = docker
+        .inspect_container(name, None)
+        .await
+        .map_err(|e| api("inspect container", e))?
+        .state
+        .unwrap_or_default();
+    let streams = drain.await.unwrap_or_default();
+    let mut outcome = collect_out(docker, name, req).await;
+    tracing::debug!(container = name, "monitor output read");
+
+    if outcome.started_ns == 0 {
+        outcome.started_ns = host_started;
+        outcome.ended_ns = host_ended;
+    }
+    outcome.clock_offset_ns = clock_offset(host_started, host_ended, outcome.ended_ns);
+    outcome.timed_out |= killed;
+    outcome.cgroup.oom_kills = u64::from(state.oom_killed.unwrap_or(false));
+    outcome.cgroup.pids_limit_hits = u64::from(outcome.pids_stopped);
+    if outcome.monitor_exit_code.is_none() {
+        outcome.monitor_exit_code = state.exit_code.and_then(|c| i32::try_from(c).ok());
+    }
+    outcome.stdout = streams.stdout;
+    outcome.stderr = streams.stderr;
+    outcome.collection_errors.extend(streams.errors);
+
+    let settings = LayerSettings {
+        rootfs: &req.image.rootfs,
+        artifact_max_bytes: req.artifact_max_bytes,
+        disk_bytes: req.limits.disk_bytes,
+        sample_guest_path: &req.sample_guest_path,
+        sample: req.sample,
+        dropped_dir: req.run.dropped(),
+    };
+    changes::collect(docker, name, &settings, &mut outcome).await;
+    tracing::debug!(container = name, "writable layer collected");
+    outcome.files.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(outcome)
+}
+
+/// Puts the monitor's spec, its output directory and the sample into the created container.
+async fn place(docker: &Docker, name: &str, req: &ContainerRequest<'_>) -> Result<(), DockerError> {
     let spec = ContainerSpec {
         argv: req.argv.clone(),
         env: req.env.clone(),
@@ -221,81 +288,22 @@ async fn run_container(
     docker
         .upload_to_container(name, Some(upload), tar.into())
         .await
-        .map_err(|e| api("place the sample", e))?;
+        .map_err(|e| api("place the sample", e))
+}
 
-    // Attached before the start, so not a byte of output is missed.
-    let attach = AttachContainerOptions::<String> {
-        stdout: Some(true),
-        stderr: Some(true),
-        stream: Some(true),
-        ..Default::default()
-    };
-    let attached = docker
-        .attach_container(name, Some(attach))
-        .await
-        .map_err(|e| api("attach", e))?;
-    fs::create_dir_all(req.run.artifacts())
-        .map_err(|e| DockerError::Local(format!("mkdir {}: {e}", req.run.artifacts().display())))?;
-    let drain = tokio::spawn(output::drain(
-        attached.output,
-        req.run.stream("stdout"),
-        req.run.stream("stderr"),
-        req.output_keep_bytes,
-    ));
-
-    let host_started = crate::monitor::now_ns();
-    // A runtime that hangs at start (gVisor's KVM platform without nested virtualisation
-    // does) must not hang the analysis.
+/// Starts the container. A runtime that hangs at start (gVisor's KVM platform without nested
+/// virtualisation does) must not hang the analysis.
+async fn start(docker: &Docker, name: &str, runtime: ContainerRuntime) -> Result<(), DockerError> {
     tokio::time::timeout(START_LIMIT, docker.start_container::<String>(name, None))
         .await
         .map_err(|_| {
             DockerError::Local(format!(
                 "the {} runtime did not start the container within {} s",
-                req.runtime.as_str(),
+                runtime.as_str(),
                 START_LIMIT.as_secs()
             ))
         })?
-        .map_err(|e| api("start container", e))?;
-    let killed = wait(docker, name, req).await?;
-    let host_ended = crate::monitor::now_ns();
-
-    let state = docker
-        .inspect_container(name, None)
-        .await
-        .map_err(|e| api("inspect container", e))?
-        .state
-        .unwrap_or_default();
-    let streams = drain.await.unwrap_or_default();
-
-    let mut outcome = collect_out(docker, name, req).await;
-    if outcome.started_ns == 0 {
-        outcome.started_ns = host_started;
-        outcome.ended_ns = host_ended;
-    }
-    outcome.clock_offset_ns = clock_offset(host_started, host_ended, outcome.ended_ns);
-    if killed {
-        outcome.timed_out = true;
-    }
-    outcome.cgroup.oom_kills = u64::from(state.oom_killed.unwrap_or(false));
-    outcome.cgroup.pids_limit_hits = u64::from(outcome.pids_stopped);
-    if outcome.monitor_exit_code.is_none() {
-        outcome.monitor_exit_code = state.exit_code.and_then(|c| i32::try_from(c).ok());
-    }
-    outcome.stdout = streams.stdout;
-    outcome.stderr = streams.stderr;
-    outcome.collection_errors.extend(streams.errors);
-
-    let settings = LayerSettings {
-        rootfs: &req.image.rootfs,
-        artifact_max_bytes: req.artifact_max_bytes,
-        disk_bytes: req.limits.disk_bytes,
-        sample_guest_path: &req.sample_guest_path,
-        sample: req.sample,
-        dropped_dir: req.run.dropped(),
-    };
-    changes::collect(docker, name, &settings, &mut outcome).await;
-    outcome.files.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok(outcome)
+        .map_err(|e| api("start container", e))
 }
 
 /// How far the container's monotonic clock is from ours. A runtime on the host's kernel
@@ -522,6 +530,7 @@ mod tests {
             Some(64 * 32 + 1024),
             "runsc's own threads count too"
         );
+        assert_eq!(h.runtime.as_deref(), Some("runsc"));
         let h = host_config(&limits, ContainerRuntime::Runc);
         assert_eq!(h.pids_limit, Some(64));
         assert_eq!(h.cap_drop, Some(vec!["ALL".to_string()]));
@@ -530,7 +539,7 @@ mod tests {
             .security_opt
             .unwrap()
             .contains(&"no-new-privileges".to_string()));
-        assert_eq!(h.runtime.as_deref(), Some("runsc"));
+        assert_eq!(h.runtime.as_deref(), Some("runc"));
         let tmpfs = h.tmpfs.unwrap();
         assert!(tmpfs["/tmp"].contains(&format!("size={}", 32 << 20)));
     }

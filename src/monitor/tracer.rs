@@ -540,7 +540,12 @@ impl Tracer {
             );
         }
         if entry.refuse {
+            // Skipped at the seccomp stop with its result set there (seccomp(2)): no stop on
+            // return is needed, which gVisor's different stop order would also confuse.
             regs.orig_rax = u64::MAX;
+            if let Some(Pending::Refused { value }) = entry.pending.take() {
+                regs.rax = value.cast_unsigned();
+            }
             let _ = ptrace::setregs(pid, regs);
         }
         // A successful exec is reported by its exec event, so an exec is not stopped again on
@@ -571,7 +576,7 @@ impl Tracer {
             let _ = ptrace::cont(pid, None);
             return;
         };
-        let Ok(mut regs) = ptrace::getregs(pid) else {
+        let Ok(regs) = ptrace::getregs(pid) else {
             let _ = ptrace::cont(pid, None);
             return;
         };
@@ -580,11 +585,6 @@ impl Tracer {
         if self.is_entry_stop(raw, ret) {
             // Linux before 4.8, and gVisor, stop at the call's entry once more after the
             // seccomp stop; its result comes at the next stop.
-            if matches!(pending, Pending::Refused { .. }) {
-                // The skip set at the seccomp stop must hold at this stop too.
-                regs.orig_rax = u64::MAX;
-                let _ = ptrace::setregs(pid, regs);
-            }
             if let Some(t) = self.tasks.get_mut(&raw) {
                 t.pending = Some(pending);
                 t.entry_again = true;
@@ -595,12 +595,7 @@ impl Tracer {
         if let Some(t) = self.tasks.get_mut(&raw) {
             t.entry_again = false;
         }
-        if let Pending::Refused { value } = pending {
-            regs.rax = value.cast_unsigned();
-            let _ = ptrace::setregs(pid, regs);
-        } else {
-            self.finish(tgid, pending, ret);
-        }
+        self.finish(tgid, pending, ret);
         let _ = ptrace::cont(pid, None);
     }
 

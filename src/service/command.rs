@@ -108,6 +108,8 @@ pub struct Submission {
     pub callback_url: Option<CallbackUrl>,
     pub network: crate::netsim::NetworkMode,
     pub dns: crate::netsim::DnsMode,
+    /// The backend (and container runtime) that runs it.
+    pub placement: crate::config::Placement,
 }
 
 /// `GET /analyses`, validated.

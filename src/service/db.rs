@@ -68,7 +68,8 @@ CREATE TABLE IF NOT EXISTS analyses (
     webhook_state    TEXT CHECK (webhook_state IN ('pending','delivered','failed')),
     webhook_attempts INTEGER NOT NULL DEFAULT 0,
     network          TEXT NOT NULL DEFAULT 'simulated' CHECK (network IN ('none','simulated')),
-    dns              TEXT NOT NULL DEFAULT 'sinkhole' CHECK (dns IN ('sinkhole','nxdomain'))
+    dns              TEXT NOT NULL DEFAULT 'sinkhole' CHECK (dns IN ('sinkhole','nxdomain')),
+    placement        TEXT NOT NULL DEFAULT 'native'
 );
 CREATE INDEX IF NOT EXISTS analyses_queue ON analyses (status, priority DESC, seq);
 CREATE INDEX IF NOT EXISTS analyses_sha256 ON analyses (sha256);
@@ -81,12 +82,13 @@ CREATE TABLE IF NOT EXISTS transitions (
 CREATE INDEX IF NOT EXISTS transitions_analysis ON transitions (analysis_id);
 ";
 
-/// Adds the network choice of an analysis.
+/// Adds the network choice and the backend (with its container runtime) of an analysis.
 const MIGRATE_1_TO_2: &str = "
 ALTER TABLE analyses ADD COLUMN network TEXT NOT NULL DEFAULT 'none'
     CHECK (network IN ('none','simulated'));
 ALTER TABLE analyses ADD COLUMN dns TEXT NOT NULL DEFAULT 'sinkhole'
     CHECK (dns IN ('sinkhole','nxdomain'));
+ALTER TABLE analyses ADD COLUMN placement TEXT NOT NULL DEFAULT 'native';
 ";
 
 /// Opens (creating when needed) the database and brings its schema up to date.
@@ -114,7 +116,8 @@ pub fn open(path: &Path) -> Result<Connection, DbError> {
     }
     conn.execute_batch(SCHEMA).map_err(open_err)?;
     if version == 1 {
-        // Version 1 had no network choice: what it queued runs as it would have, loopback only.
+        // Version 1 had no network or backend choice: what it queued runs as it would have,
+        // natively with loopback only.
         conn.execute_batch(MIGRATE_1_TO_2).map_err(open_err)?;
     }
     conn.pragma_update(None, "user_version", SCHEMA_VERSION)
@@ -155,15 +158,16 @@ pub struct AnalysisRow {
     pub cancel_requested: bool,
     pub network: crate::netsim::NetworkMode,
     pub dns: crate::netsim::DnsMode,
+    pub placement: crate::config::Placement,
 }
 
 /// How many columns [`ROW_COLUMNS`] names: a query that selects more reads them from here on.
-pub const ROW_COLUMN_COUNT: usize = 19;
+pub const ROW_COLUMN_COUNT: usize = 20;
 
 /// The columns [`AnalysisRow::read`] expects, in its order.
 pub const ROW_COLUMNS: &str = "id, status, priority, file_name, sha256, size, arguments, \
      timeout_s, memory_bytes, cpus, callback_url, submitted_at, started_at, ended_at, error, \
-     attempts, cancel_requested, network, dns";
+     attempts, cancel_requested, network, dns, placement";
 
 impl AnalysisRow {
     /// Reads a row selected with [`ROW_COLUMNS`].
@@ -193,6 +197,10 @@ impl AnalysisRow {
         let Some(dns) = crate::netsim::DnsMode::parse(&dns) else {
             return Ok(Err(corrupt(format!("unknown dns {dns:?}"))));
         };
+        let placement: String = row.get(19)?;
+        let Some(placement) = crate::config::Placement::from_stored(&placement) else {
+            return Ok(Err(corrupt(format!("unknown placement {placement:?}"))));
+        };
         Ok(Ok(AnalysisRow {
             id: parsed_id,
             status,
@@ -213,6 +221,7 @@ impl AnalysisRow {
             cancel_requested: row.get(16)?,
             network,
             dns,
+            placement,
         }))
     }
 }
@@ -243,15 +252,16 @@ mod tests {
     }
 
     #[test]
-    fn a_version_1_database_gains_the_network_columns() {
+    fn a_version_1_database_gains_the_network_and_placement_columns() {
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("aegis.db");
         let conn = Connection::open(&path).unwrap();
-        let v1 = SCHEMA
-            .replace(",\n    network          TEXT NOT NULL DEFAULT 'simulated' CHECK (network IN ('none','simulated')),\n    dns              TEXT NOT NULL DEFAULT 'sinkhole' CHECK (dns IN ('sinkhole','nxdomain'))", "");
+        let added = SCHEMA.find(",\n    network").unwrap()..SCHEMA.find("\n);").unwrap();
+        let mut v1 = SCHEMA.to_string();
+        v1.replace_range(added, "");
         assert!(
-            !v1.contains("network"),
-            "the version 1 schema has no network column"
+            !v1.contains("network") && !v1.contains("placement"),
+            "the version 1 schema has no network or placement column: {v1}"
         );
         conn.execute_batch(&v1).unwrap();
         conn.execute(
@@ -270,6 +280,10 @@ mod tests {
             })
             .unwrap();
         assert_eq!((network.as_str(), dns.as_str()), ("none", "sinkhole"));
+        let placement: String = conn
+            .query_row("SELECT placement FROM analyses", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(placement, "native");
     }
 
     #[test]

@@ -154,7 +154,8 @@ impl Queue {
         tx.execute(
             "INSERT INTO analyses (id, status, priority, file_name, sha256, size, arguments, \
              timeout_s, memory_bytes, cpus, callback_url, submitted_at, webhook_state, network, \
-             dns) VALUES (?1, 'queued', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+             dns, placement) \
+             VALUES (?1, 'queued', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
             params![
                 id.as_str(),
                 s.priority,
@@ -170,6 +171,7 @@ impl Queue {
                 webhook_state,
                 s.network.as_str(),
                 s.dns.as_str(),
+                s.placement.stored(),
             ],
         )
         .map_err(sql("insert analysis"))?;
@@ -611,9 +613,43 @@ mod tests {
             callback_url: None,
             network: crate::netsim::NetworkMode::None,
             dns: crate::netsim::DnsMode::Nxdomain,
+            placement: crate::config::Placement::default(),
         };
         q.insert(&id, &s, &"0".repeat(64)).unwrap();
         id
+    }
+
+    #[test]
+    fn the_backend_of_a_submission_is_kept_with_it() {
+        use crate::config::{Backend, ContainerRuntime, Placement};
+        let (_tmp, q) = queue();
+        let native = submit(&q, 5);
+        assert_eq!(
+            q.get(&native).unwrap().unwrap().placement,
+            Placement::default()
+        );
+        let id = AnalysisId::generate();
+        let placement = Placement {
+            backend: Backend::Docker,
+            runtime: ContainerRuntime::Runsc,
+        };
+        let s = Submission {
+            file_name: "a.sh".into(),
+            bytes: b"echo".to_vec(),
+            arguments: vec![],
+            limits: crate::config::Config::default()
+                .limits(&Default::default())
+                .unwrap(),
+            priority: 5,
+            callback_url: None,
+            network: crate::netsim::NetworkMode::None,
+            dns: crate::netsim::DnsMode::Sinkhole,
+            placement,
+        };
+        q.insert(&id, &s, &"0".repeat(64)).unwrap();
+        let row = q.get(&id).unwrap().unwrap();
+        assert_eq!(row.placement, placement);
+        assert_eq!(row.network, crate::netsim::NetworkMode::None);
     }
 
     #[test]

@@ -97,6 +97,7 @@ mod tests {
             callback_url: None,
             network: crate::netsim::NetworkMode::None,
             dns: crate::netsim::DnsMode::Nxdomain,
+            placement: crate::config::Placement::default(),
         };
         q.insert(&id, &s, &"0".repeat(64)).unwrap();
         std::fs::create_dir_all(data.root().join("samples")).unwrap();

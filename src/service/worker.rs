@@ -172,7 +172,7 @@ fn analyze(ctx: &WorkerContext, job: &Claimed, bytes: Vec<u8>) -> Outcome {
             .engine
             .config
             .network_spec(Some(row.network), Some(row.dns)),
-        placement: ctx.engine.config.placement(None, None),
+        placement: row.placement,
     };
     let mut progress = |line: &str| tracing::debug!(progress = line);
     let result = std::panic::catch_unwind(AssertUnwindSafe(|| {

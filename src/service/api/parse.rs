@@ -14,7 +14,7 @@
 use base64::Engine as _;
 use serde_json::{Map, Value};
 
-use crate::config::{self, Config, LimitOverrides};
+use crate::config::{self, Backend, Config, ContainerRuntime, LimitOverrides};
 
 use super::super::command::{
     AnalysisId, ArtifactName, ListFilter, Status, Submission, DEFAULT_PAGE, DEFAULT_PRIORITY,
@@ -45,6 +45,8 @@ pub const JSON_FIELDS: &[&str] = &[
     "callback_url",
     "network",
     "dns",
+    "backend",
+    "runtime",
 ];
 
 /// Why a request was refused; every variant is a client error.
@@ -158,6 +160,8 @@ pub struct Draft {
     callback_url: Option<CallbackUrl>,
     network: Option<crate::netsim::NetworkMode>,
     dns: Option<crate::netsim::DnsMode>,
+    backend: Option<Backend>,
+    runtime: Option<ContainerRuntime>,
 }
 
 impl Draft {
@@ -177,6 +181,13 @@ impl Draft {
             "callback_url" => self.callback_url = Some(callback_url(raw)?),
             "network" => self.network = Some(network(raw)?),
             "dns" => self.dns = Some(dns(raw)?),
+            "backend" => {
+                self.backend = Some(choice("backend", raw, Backend::parse, Backend::FORM)?)
+            }
+            "runtime" => {
+                let form = ContainerRuntime::FORM;
+                self.runtime = Some(choice("runtime", raw, ContainerRuntime::parse, form)?)
+            }
             "file_data" => self.bytes = Some(file_data(raw)?),
             other => {
                 return Err(InputError::UnknownField {
@@ -199,6 +210,8 @@ impl Draft {
             "callback_url" => self.callback_url.is_some(),
             "network" => self.network.is_some(),
             "dns" => self.dns.is_some(),
+            "backend" => self.backend.is_some(),
+            "runtime" => self.runtime.is_some(),
             "file_data" | "file" => self.bytes.is_some(),
             _ => false,
         }
@@ -271,14 +284,25 @@ impl Draft {
                 cpus: self.cpus,
             })
             .map_err(|e| invalid("analysis_timeout", e.to_string()))?;
+        let placement = config.placement(self.backend, self.runtime);
+        if self.runtime.is_some() && placement.backend != Backend::Docker {
+            return Err(invalid(
+                "runtime",
+                "applies to the docker backend only; add \"backend\": \"docker\"".into(),
+            ));
+        }
+        let network = config
+            .network_mode_for(placement.backend, self.network)
+            .map_err(|reason| invalid("network", reason))?;
         Ok(Submission {
+            placement,
             file_name,
             bytes,
             arguments: self.arguments.unwrap_or_default(),
             limits,
             priority: self.priority.unwrap_or(DEFAULT_PRIORITY),
             callback_url: self.callback_url,
-            network: self.network.unwrap_or(config.network.mode),
+            network,
             dns: self.dns.unwrap_or(config.network.dns),
         })
     }
@@ -423,6 +447,25 @@ fn cpus(raw: Raw<'_>, max: f64) -> Result<f64, InputError> {
         Ok(c) => Err(invalid("cpu_limit", format!("{form}; got {c}"))),
         Err(problem) => Err(invalid("cpu_limit", format!("{form}; {problem}"))),
     }
+}
+
+fn choice<T>(
+    field: &'static str,
+    raw: Raw<'_>,
+    parse: fn(&str) -> Result<T, String>,
+    form: &str,
+) -> Result<T, InputError> {
+    let text = match raw {
+        Raw::Json(Value::String(s)) => s.as_str(),
+        Raw::Text(s) => s,
+        _ => {
+            return Err(invalid(
+                field,
+                format!("must be {form}; got {}", raw.describe()),
+            ))
+        }
+    };
+    parse(text.trim()).map_err(|e| invalid(field, format!("must be {form}; {e}")))
 }
 
 fn priority(raw: Raw<'_>) -> Result<i64, InputError> {
@@ -655,6 +698,26 @@ mod tests {
     fn code_of(body: Value) -> (&'static str, String) {
         let err = submit(body.clone()).expect_err(&body.to_string());
         (err.code(), err.to_string())
+    }
+
+    #[test]
+    fn backend_and_runtime_are_chosen_per_submission_and_checked() {
+        use crate::config::{Backend, ContainerRuntime};
+        let s =
+            submit(json!({"file_data": "aGk=", "backend": "docker", "runtime": "runsc"})).unwrap();
+        assert_eq!(s.placement.backend, Backend::Docker);
+        assert_eq!(s.placement.runtime, ContainerRuntime::Runsc);
+        let s = submit(json!({"file_data": "aGk="})).unwrap();
+        assert_eq!(s.placement.backend, Backend::Native);
+        let err = submit(json!({"file_data": "aGk=", "backend": "vm"})).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "`backend` must be \"native\" or \"docker\"; `vm` is not a backend"
+        );
+        let err = submit(json!({"file_data": "aGk=", "runtime": "runsc"})).unwrap_err();
+        assert!(err.to_string().contains("docker backend only"), "{err}");
+        let err = submit(json!({"file_data": "aGk=", "backend": 3})).unwrap_err();
+        assert!(err.to_string().contains("got 3"), "{err}");
     }
 
     #[test]

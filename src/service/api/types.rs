@@ -40,6 +40,11 @@ pub struct SubmitRequest {
     /// How names resolve with `simulated`: `sinkhole` (every name resolves to the simulated
     /// internet) or `nxdomain`. Default `network.dns` (`sinkhole`).
     pub dns: Option<String>,
+    /// `native` or `docker`. Default `sandbox.backend`.
+    pub backend: Option<String>,
+    /// The docker backend's container runtime: `runc` or `runsc` (gVisor); refused with the
+    /// native backend. Default `sandbox.runtime`.
+    pub runtime: Option<String>,
 }
 
 /// A size as text (`"512m"`) or bytes.
@@ -75,6 +80,8 @@ pub struct SubmitForm {
     pub callback_url: Option<String>,
     pub network: Option<String>,
     pub dns: Option<String>,
+    pub backend: Option<String>,
+    pub runtime: Option<String>,
 }
 
 /// Binary content.
