@@ -16,7 +16,7 @@ use crate::config::{Config, Limits};
 use crate::image::{ImageError, ImageInfo, ImageStore};
 use crate::paths::DataDir;
 use crate::report::Report;
-use crate::sample::{Sample, SAMPLE_DIR};
+use crate::sample::{Kind, Sample};
 use crate::sandbox::cgroup::{Cgroup, Hierarchy};
 use crate::sandbox::{RunLayout, SandboxOutcome, SandboxSpec};
 
@@ -127,7 +127,7 @@ impl Engine {
                 return self.store(dir, report);
             }
         };
-        let image = ImageStore::new(&self.data).ensure(LINUX_IMAGE, progress)?;
+        let image = ImageStore::new(&self.data).ensure(sample.image(), progress)?;
         progress(&format!("running {} in the sandbox", sample.info.file_name));
 
         let run = RunLayout::new(&self.data.run(analysis_id));
@@ -180,15 +180,20 @@ impl Engine {
         check_traversable(&run.dir)?;
         leftovers::write_owner(run).map_err(io("write", &run.owner()))?;
         fs::write(run.sample(), &request.bytes).map_err(io("write", &run.sample()))?;
+        let windows = matches!(sample.kind, Kind::Windows { .. });
         let spec = SandboxSpec {
             analysis_id: analysis_id.to_string(),
             run_dir: run.dir.clone(),
             rootfs: image.rootfs.clone(),
             limits: request.limits,
             argv: command.to_vec(),
-            env: guest_environment(),
-            cwd: SAMPLE_DIR.to_string(),
-            hostname: crate::guest::HOSTNAME.to_string(),
+            env: if windows {
+                crate::windows::environment()
+            } else {
+                guest_environment()
+            },
+            cwd: sample.cwd(),
+            hostname: hostname(&image.name).to_string(),
             sample_guest_path: sample.info.sandbox_path.clone(),
             artifact_max_bytes: self.config.sandbox.artifact_max_bytes,
             output_keep_bytes: self
@@ -196,6 +201,7 @@ impl Engine {
                 .sandbox
                 .artifact_max_bytes
                 .max(self.config.sandbox.output_max_bytes),
+            wine: windows.then(crate::windows::sandbox),
         };
         let text = serde_json::to_vec_pretty(&spec).unwrap_or_default();
         fs::write(run.spec(), text).map_err(io("write", &run.spec()))?;
@@ -224,6 +230,15 @@ impl Engine {
         fs::write(&tmp, text).map_err(io("write", &tmp))?;
         fs::rename(&tmp, &path).map_err(io("rename", &path))?;
         Ok(Finished { report, dir })
+    }
+}
+
+/// The host name of the guest built from `image`.
+pub fn hostname(image: &str) -> &'static str {
+    if image == crate::windows::IMAGE {
+        crate::windows::COMPUTER_NAME
+    } else {
+        crate::guest::HOSTNAME
     }
 }
 

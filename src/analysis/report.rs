@@ -13,7 +13,7 @@ use crate::report::{
     text, EndReason, Environment, Execution, Incomplete, Network, Output, Report, ReportStatus,
     Stream, Summary, REPORT_VERSION,
 };
-use crate::sample::{Sample, SAMPLE_DIR};
+use crate::sample::{Kind, Sample};
 use crate::sandbox::{RunLayout, SandboxOutcome};
 
 fn rfc3339(t: DateTime<Utc>) -> String {
@@ -27,7 +27,7 @@ fn environment(request: &AnalysisRequest, image: Option<&ImageInfo>, cgroup: &st
         image_digest: image.map_or(String::new(), |i| i.digest.clone()),
         network: "none".into(),
         limits: request.limits,
-        hostname: crate::guest::HOSTNAME.into(),
+        hostname: super::hostname(image.map_or("linux", |i| i.name.as_str())).into(),
         cgroup_version: cgroup.into(),
         aegis_version: env!("CARGO_PKG_VERSION").into(),
     }
@@ -58,7 +58,7 @@ pub fn not_executed(
         environment: environment(request, image, ""),
         execution: Execution {
             command: Vec::new(),
-            cwd: SAMPLE_DIR.into(),
+            cwd: sample.cwd(),
             started_at: now.clone(),
             ended_at: now,
             duration_s: 0.0,
@@ -101,8 +101,16 @@ pub fn from_run(
         builder.feed(ev);
     }
     let mut behaviour = builder.finish(&outcome.files);
-    let incomplete = incompleteness(&mut behaviour, outcome, torn);
-    let execution = execution(&behaviour, outcome, command, submitted);
+    let mut incomplete = incompleteness(&mut behaviour, outcome, torn);
+    if matches!(sample.kind, Kind::Windows { .. }) {
+        let wine = crate::windows::WineRun::new(&image.rootfs, &run.dir);
+        incomplete.extend(wine.gaps().into_iter().map(|reason| Incomplete {
+            section: "registry".into(),
+            reason,
+            dropped: None,
+        }));
+    }
+    let execution = execution(&behaviour, outcome, command, sample, submitted);
     let failed = outcome.setup_error.is_some()
         || (!behaviour.stream_complete && !outcome.timed_out && !outcome.pids_stopped);
     let summary = summarize(&behaviour);
@@ -125,7 +133,7 @@ pub fn from_run(
             mode: "none".into(),
             ..behaviour.network
         },
-        events_of_note: behaviour.events_of_note,
+        events_of_note: with_launch_notes(behaviour.events_of_note, sample, request),
         output: Output {
             stdout: stream(run, "stdout", &outcome.stdout, output_max),
             stderr: stream(run, "stderr", &outcome.stderr, output_max),
@@ -186,6 +194,7 @@ fn execution(
     b: &Behaviour,
     outcome: &SandboxOutcome,
     command: &[String],
+    sample: &Sample,
     submitted: DateTime<Utc>,
 ) -> Execution {
     let now_mono = crate::monitor::now_ns();
@@ -195,7 +204,11 @@ fn execution(
         wall_now - Duration::nanoseconds(i64::try_from(back).unwrap_or(i64::MAX))
     };
     let duration_s = outcome.ended_ns.saturating_sub(outcome.started_ns) as f64 / 1e9;
-    let root = b.processes.first();
+    // Under Wine the first process is the launcher; the sample's outcome is its loader's.
+    let root = match sample.kind {
+        Kind::Windows { .. } => windows_sample_process(&b.processes),
+        _ => b.processes.first(),
+    };
     let mut limits_hit = Vec::new();
     if outcome.cgroup.oom_kills > 0 {
         limits_hit.push("memory".to_string());
@@ -217,7 +230,7 @@ fn execution(
     };
     Execution {
         command: command.to_vec(),
-        cwd: SAMPLE_DIR.into(),
+        cwd: sample.cwd(),
         started_at: rfc3339(started),
         ended_at: rfc3339(to_wall(outcome.ended_ns.max(outcome.started_ns))),
         duration_s: (duration_s * 1e3).round() / 1e3,
@@ -232,6 +245,52 @@ fn execution(
             .map(|n| (n as f64 / 1e6).round() / 1e3),
         error,
     }
+}
+
+/// How the sample was started, when that was a choice the report must show: the export
+/// rundll32 called for a DLL.
+fn with_launch_notes(
+    mut notes: Vec<crate::report::EventOfNote>,
+    sample: &Sample,
+    request: &AnalysisRequest,
+) -> Vec<crate::report::EventOfNote> {
+    use crate::windows::Launch;
+    let Kind::Windows {
+        launch: Launch::Dll { first_export, .. },
+    } = &sample.kind
+    else {
+        return notes;
+    };
+    let detail = match (request.arguments.first(), first_export) {
+        (Some(given), _) => {
+            format!("rundll32 called the export {given}, given in the submission's arguments")
+        }
+        (None, Some(first)) => format!(
+            "rundll32 called the export {first}, the DLL's first export (no export was \
+             given in the submission's arguments)"
+        ),
+        (None, None) => return notes,
+    };
+    notes.insert(
+        0,
+        crate::report::EventOfNote {
+            kind: "dll_export".into(),
+            process_id: None,
+            time: 0.0,
+            detail,
+        },
+    );
+    notes
+}
+
+/// The process the launcher started the sample in: its last child (it starts wineserver and,
+/// for a GUI, Xvfb first, and only shell built-ins after the sample).
+fn windows_sample_process(processes: &[crate::report::Process]) -> Option<&crate::report::Process> {
+    let launcher = processes.first()?;
+    processes
+        .iter()
+        .rev()
+        .find(|p| p.parent_id == Some(launcher.id))
 }
 
 /// Which of the ways a run can end applies; limits beat the timeout because they explain it.

@@ -37,6 +37,9 @@ pub struct MonitorSetup {
     pub hash_max_bytes: u64,
     /// The compiled seccomp program for the sample.
     pub filter: Vec<libc::sock_filter>,
+    /// Handed to the first process as fd 4 (a Windows run's launcher gives it to
+    /// wineserver for its trace); `None` leaves fd 4 closed.
+    pub trace: Option<OwnedFd>,
 }
 
 /// Monotonic nanoseconds, the clock shared by monitor and host.

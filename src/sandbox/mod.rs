@@ -12,6 +12,7 @@ pub mod guest_view;
 pub mod kernel;
 pub mod seccomp;
 mod supervisor;
+mod wine;
 
 use std::path::{Path, PathBuf};
 
@@ -39,6 +40,26 @@ pub struct SandboxSpec {
     pub artifact_max_bytes: u64,
     /// How much of stdout and stderr is kept (each).
     pub output_keep_bytes: u64,
+    /// Set for a Windows sample run under Wine.
+    #[serde(default)]
+    pub wine: Option<WineSandbox>,
+}
+
+/// What the supervisor does differently for a run under Wine (see [`crate::windows`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WineSandbox {
+    /// Guest path of the launcher, placed like the sample, and its text.
+    pub launcher_path: String,
+    pub launcher_script: String,
+    /// Guest path of the prefix whose registry hives are copied out after the run.
+    pub prefix: String,
+    /// The hive file names.
+    pub hives: Vec<String>,
+    /// At the timeout the launcher gets SIGTERM and this long to stop the Windows processes
+    /// and let wineserver save the registry; then everything left is killed.
+    pub stop_grace_s: u64,
+    /// Most bytes of wineserver's trace kept in `wine/server.log`.
+    pub log_keep_bytes: u64,
 }
 
 /// What the supervisor saw, written as `outcome.json`.
@@ -64,6 +85,12 @@ pub struct SandboxOutcome {
     pub files_dropped: u64,
     /// Problems while collecting (the report lists them as incomplete).
     pub collection_errors: Vec<String>,
+    /// wineserver's trace (Windows runs only).
+    #[serde(default)]
+    pub wine_log: Option<Captured>,
+    /// The hives copied from the writable layer (Windows runs only).
+    #[serde(default)]
+    pub wine_hives: Vec<String>,
 }
 
 /// One output stream: how much was written, how much was kept in `<name>.bin`.
@@ -116,6 +143,10 @@ impl RunLayout {
     /// Mount point of the overlay: the guest's root.
     pub fn root(&self) -> PathBuf {
         self.dir.join("root")
+    }
+    /// wineserver's trace and the saved hives of a Windows run.
+    pub fn wine(&self) -> PathBuf {
+        self.dir.join("wine")
     }
 }
 

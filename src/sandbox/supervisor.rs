@@ -17,7 +17,9 @@ use nix::unistd::{pipe2, Pid};
 
 use super::cgroup::{Cgroup, Hierarchy};
 use super::kernel::RealKernel;
-use super::{guest_view, seccomp, Captured, RunLayout, SandboxError, SandboxOutcome, SandboxSpec};
+use super::{
+    guest_view, seccomp, wine, Captured, RunLayout, SandboxError, SandboxOutcome, SandboxSpec,
+};
 use crate::guest::{UID_BASE, UID_COUNT};
 use crate::monitor::{self, MonitorSetup};
 
@@ -55,6 +57,9 @@ pub fn supervise(spec_path: &Path) -> Result<SandboxOutcome, SandboxError> {
     mount_scratch(&layout, spec.limits.disk_bytes)?;
     mount_overlay(&layout, &spec.rootfs)?;
     place_sample(&layout, &spec)?;
+    if let Some(w) = &spec.wine {
+        wine::place_launcher(&layout, w)?;
+    }
 
     // The cgroup exists before the sandbox's first process, so limits hold from the start.
     let hierarchy = Hierarchy::detect()?;
@@ -65,6 +70,9 @@ pub fn supervise(spec_path: &Path) -> Result<SandboxOutcome, SandboxError> {
     outcome.cgroup = cgroup.stats();
     cgroup.destroy()?;
 
+    if let Some(w) = &spec.wine {
+        wine::copy_hives(&layout, w, &mut outcome);
+    }
     outcome.disk_full = scratch_full(&layout.scratch());
     super::collect::collect(&spec, &layout, &mut outcome);
     keep_staged_artifacts(&layout, &mut outcome);
@@ -135,7 +143,7 @@ fn mount_scratch(layout: &RunLayout, disk_bytes: u64) -> Result<(), SandboxError
     Ok(())
 }
 
-fn chown_guest_root(path: &Path) -> Result<(), SandboxError> {
+pub(super) fn chown_guest_root(path: &Path) -> Result<(), SandboxError> {
     std::os::unix::fs::lchown(path, Some(UID_BASE), Some(UID_BASE)).map_err(io("chown", path))
 }
 
@@ -182,6 +190,8 @@ struct InitFds {
     artifacts: OwnedFd,
     /// v1 `tasks` files the init writes "0" to, to join the analysis's cgroup itself.
     cgroup_join: Vec<File>,
+    /// Write end of wineserver's trace pipe (Windows runs), fd 4 of the launcher.
+    trace: Option<OwnedFd>,
 }
 
 fn run_sandbox(
@@ -210,6 +220,13 @@ fn run_sandbox(
         .map_err(io("chmod", &staged))?;
     chown_guest_root(&staged)?;
     let artifacts: OwnedFd = File::open(&staged).map_err(io("open", &staged))?.into();
+    let (trace_r, trace_w) = match spec.wine {
+        Some(_) => {
+            let (r, w) = pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(kernel("pipe"))?;
+            (Some(r), Some(w))
+        }
+        None => (None, None),
+    };
 
     let fds = InitFds {
         go: go_r,
@@ -218,6 +235,7 @@ fn run_sandbox(
         events,
         artifacts,
         cgroup_join: cgroup.self_join_files()?,
+        trace: trace_w,
     };
     let joins_itself = !fds.cgroup_join.is_empty();
     let child = clone_init(spec, layout, fds)?;
@@ -236,7 +254,14 @@ fn run_sandbox(
     // The write end stays open until we return: the init takes its closing as our death.
     nix::unistd::write(&go_w, b"g").map_err(kernel("release sandbox init"))?;
 
-    watch(spec, layout, cgroup, child, [out_r, errs_r], &mut outcome)?;
+    let mut pipes = vec![
+        (out_r, layout.stream("stdout")),
+        (errs_r, layout.stream("stderr")),
+    ];
+    if let Some(r) = trace_r {
+        pipes.push((r, crate::windows::server_log(&layout.dir)));
+    }
+    watch(spec, cgroup, child, pipes, &mut outcome)?;
     outcome.ended_ns = monitor::now_ns();
     outcome.setup_error = read_all(err_r).filter(|s| !s.is_empty());
     Ok(outcome)
@@ -330,6 +355,7 @@ fn sandbox_init(spec: &SandboxSpec, layout: &RunLayout, fds: InitFds) -> Result<
         artifact_max_bytes: spec.artifact_max_bytes,
         hash_max_bytes: spec.limits.disk_bytes,
         filter: seccomp::compile(),
+        trace: fds.trace,
     };
     drop(fds.errors);
     Ok(monitor::run(setup))
@@ -403,23 +429,29 @@ impl Drain {
     }
 }
 
-/// Drains output, enforces the timeout and the pids limit, waits for the init to end.
+/// Drains output (stdout, stderr, and wineserver's trace for a Windows run), enforces the
+/// timeout and the pids limit, waits for the init to end.
 fn watch(
     spec: &SandboxSpec,
-    layout: &RunLayout,
     cgroup: &Cgroup,
     child: Pid,
-    pipes: [OwnedFd; 2],
+    pipes: Vec<(OwnedFd, std::path::PathBuf)>,
     outcome: &mut SandboxOutcome,
 ) -> Result<(), SandboxError> {
     let mut drains = Vec::new();
-    for (fd, name) in pipes.into_iter().zip(["stdout", "stderr"]) {
-        let path = layout.stream(name);
+    for (index, (fd, path)) in pipes.into_iter().enumerate() {
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).map_err(io("mkdir", parent))?;
+        }
         let file = File::create(&path).map_err(io("create", &path))?;
+        let keep = match (&spec.wine, index) {
+            (Some(w), 2) => w.log_keep_bytes,
+            _ => spec.output_keep_bytes,
+        };
         drains.push(Drain {
             fd,
             file,
-            keep: spec.output_keep_bytes,
+            keep,
             captured: Captured::default(),
             open: true,
         });
@@ -429,6 +461,9 @@ fn watch(
     let pidfd = pidfd_open(child);
     let mut init_status = None;
     let mut killed_at: Option<Instant> = None;
+    // A Windows run is first asked to stop (its launcher gets SIGTERM) so that wineserver can
+    // save the registry; this is when the grace for that ends.
+    let mut stop_grace_end: Option<Instant> = None;
     let mut last_pids_check = Instant::now();
     loop {
         let wait_for_exit = if init_status.is_none() {
@@ -451,10 +486,19 @@ fn watch(
         }
         let now = Instant::now();
         if init_status.is_none() && killed_at.is_none() {
-            if now >= deadline {
+            if now >= deadline && stop_grace_end.is_none() && spec.wine.is_some() {
+                outcome.timed_out = true;
+                let grace = spec.wine.as_ref().map_or(0, |w| w.stop_grace_s);
+                stop_grace_end = Some(now + Duration::from_secs(grace));
+                if let Some(launcher) = wine::launcher_pid(child) {
+                    let _ = nix::sys::signal::kill(launcher, Signal::SIGTERM);
+                }
+            } else if now >= deadline && stop_grace_end.is_none_or(|end| now >= end) {
                 outcome.timed_out = true;
                 cgroup.kill_all()?;
                 killed_at = Some(now);
+            } else if now >= deadline {
+                // Within the Windows stop grace: let the launcher work.
             } else if now.duration_since(last_pids_check) > Duration::from_millis(200) {
                 last_pids_check = now;
                 if cgroup.pids_limit_reached() {
@@ -480,6 +524,7 @@ fn watch(
     }
     outcome.stdout = drains[0].captured.clone();
     outcome.stderr = drains[1].captured.clone();
+    outcome.wine_log = drains.get(2).map(|d| d.captured.clone());
     Ok(())
 }
 
