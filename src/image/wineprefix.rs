@@ -194,7 +194,7 @@ fn make_user_folders_real(prefix: &Path) -> Result<(), ImageError> {
             fs::remove_file(&path).map_err(ImageError::io("remove link", &path))?;
         }
         if !path.is_dir() {
-            fs::create_dir(&path).map_err(ImageError::io("create", &path))?;
+            fs::create_dir_all(&path).map_err(ImageError::io("create", &path))?;
         }
     }
     Ok(())

@@ -5,8 +5,10 @@
 # wineserver is started here, not by the sample, so it is never the sample's child. Its debug
 # trace goes to fd 4, a pipe the supervisor drains into the run directory: the sample never
 # holds that fd. At the end (the sample and its children gone, or SIGTERM from the supervisor
-# at the timeout) every other process is stopped and wineserver, started with -p0, exits by
-# itself and saves the registry. Only shell built-ins run after the start, so the stop adds
+# at the timeout) every other process is stopped and wineserver exits by itself one second
+# after the last Windows process (-p1) and saves the registry. With -p0 it would exit in the
+# moment between the bootstrap process and the sample, and the sample would start a second
+# wineserver of its own, untraced. Only shell built-ins run after the start, so the stop adds
 # no processes to the report.
 
 display=$1
@@ -29,7 +31,7 @@ server_ready() {
 	return 1
 }
 
-/usr/lib/wine/wineserver64 -f -d2 -p0 </dev/null >/dev/null 2>&4 4>&- &
+/usr/lib/wine/wineserver64 -f -d2 -p1 </dev/null >/dev/null 2>&4 4>&- &
 server=$!
 exec 4>&-
 # Until its socket exists a Windows process would start a second wineserver of its own.

@@ -76,7 +76,7 @@ pub fn environment() -> Vec<String> {
     [
         "PATH=/usr/local/bin:/usr/bin:/bin",
         "HOME=/root",
-        "LANG=en_US.UTF-8",
+        "LANG=C.UTF-8",
         "WINEPREFIX=/root/.wine",
         "WINEDEBUG=fixme-all",
     ]
@@ -316,7 +316,7 @@ mod tests {
         let env = environment();
         assert!(env.contains(&"USER=jmiller".to_string()));
         assert!(env.iter().all(|v| !v.starts_with("DISPLAY=")));
-        assert!(LAUNCHER_SCRIPT.contains("wineserver64 -f -d2 -p0"));
+        assert!(LAUNCHER_SCRIPT.contains("wineserver64 -f -d2 -p1 "));
     }
 
     #[test]
