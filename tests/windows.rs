@@ -360,3 +360,41 @@ echo end\r\n"
     // The Desktop folder is the prefix's own, so the write stayed in the writable layer.
     assert!(created(&r, r"C:\users\jmiller\Desktop\x\desk.txt").is_some());
 }
+
+#[test]
+fn vbs_and_js_run_under_cscript_and_a_script_error_is_reported() {
+    let dir = workdir();
+    let vbs = write(
+        dir.path(),
+        "drop.vbs",
+        b"Set fso = CreateObject(\"Scripting.FileSystemObject\")\r\n\
+Set f = fso.CreateTextFile(\"C:\\ProgramData\\vbs-was-here.txt\", True)\r\n\
+f.Write \"vbs\"\r\n\
+f.Close\r\n\
+WScript.Echo \"echo from vbs\"\r\n",
+    );
+    let r = analyze_windows(&vbs, &["--timeout", "60"]).report;
+    assert_eq!(r.sample.file_type, "VBScript (Windows Script Host)");
+    assert_eq!(r.execution.command[3], r"C:\windows\system32\cscript.exe");
+    assert_eq!(r.execution.exit_code, Some(0));
+    assert_eq!(r.output.stdout.text, "echo from vbs\r\n");
+    let f = created(&r, r"C:\ProgramData\vbs-was-here.txt").expect("vbs file");
+    assert_eq!(f.sha256.as_deref(), Some(sha256(b"vbs").as_str()));
+    assert!(r.events_of_note.iter().all(|e| e.kind != "script_error"));
+
+    // Wine's WSH swallows runtime errors (exit status 0, no message): the report says so.
+    let js = write(
+        dir.path(),
+        "broken.js",
+        b"WScript.Echo(\"before\");\r\nvar o = new ActiveXObject(\"Aegis.NoSuchObject\");\r\n\
+WScript.Echo(\"after\");\r\n",
+    );
+    let r = analyze_windows(&js, &["--timeout", "60"]).report;
+    assert_eq!(r.sample.file_type, "JScript (Windows Script Host)");
+    assert_eq!(r.output.stdout.text, "before\r\n");
+    assert!(
+        r.events_of_note.iter().any(|e| e.kind == "script_error"),
+        "{:#?}",
+        r.events_of_note
+    );
+}

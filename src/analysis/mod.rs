@@ -187,10 +187,9 @@ impl Engine {
             rootfs: image.rootfs.clone(),
             limits: request.limits,
             argv: command.to_vec(),
-            env: if windows {
-                crate::windows::environment()
-            } else {
-                guest_environment()
+            env: match &sample.kind {
+                Kind::Windows { launch } => crate::windows::environment(launch),
+                _ => guest_environment(),
             },
             cwd: sample.cwd(),
             hostname: hostname(&image.name).to_string(),

@@ -133,7 +133,7 @@ pub fn from_run(
             mode: "none".into(),
             ..behaviour.network
         },
-        events_of_note: with_launch_notes(behaviour.events_of_note, sample, request),
+        events_of_note: with_launch_notes(behaviour.events_of_note, sample, request, run),
         output: Output {
             stdout: stream(run, "stdout", &outcome.stdout, output_max),
             stderr: stream(run, "stderr", &outcome.stderr, output_max),
@@ -247,19 +247,36 @@ fn execution(
     }
 }
 
-/// How the sample was started, when that was a choice the report must show: the export
-/// rundll32 called for a DLL.
+/// What the report must show about how a Windows sample was started: the export rundll32
+/// called for a DLL; a WSH script that stopped at a runtime error Wine does not report.
 fn with_launch_notes(
     mut notes: Vec<crate::report::EventOfNote>,
     sample: &Sample,
     request: &AnalysisRequest,
+    run: &RunLayout,
 ) -> Vec<crate::report::EventOfNote> {
     use crate::windows::Launch;
-    let Kind::Windows {
-        launch: Launch::Dll { first_export, .. },
-    } = &sample.kind
-    else {
-        return notes;
+    let first_export = match &sample.kind {
+        Kind::Windows {
+            launch: Launch::Dll { first_export, .. },
+        } => first_export,
+        Kind::Windows {
+            launch: Launch::Script,
+        } => {
+            let stderr = fs::read(run.stream("stderr")).unwrap_or_default();
+            if String::from_utf8_lossy(&stderr).contains(crate::windows::SCRIPT_ERROR_LINE) {
+                notes.push(crate::report::EventOfNote {
+                    kind: "script_error".into(),
+                    process_id: None,
+                    time: 0.0,
+                    detail: "the script stopped at a runtime error; Wine's Windows Script Host \
+                             does not say which error or where, and exits with status 0"
+                        .into(),
+                });
+            }
+            return notes;
+        }
+        _ => return notes,
     };
     let detail = match (request.arguments.first(), first_export) {
         (Some(given), _) => {

@@ -13,7 +13,9 @@
 //! - winemenubuilder is disabled (DllOverride and its RunServices entry), crash dialogs off,
 //!   mscoree and mshtml disabled so no Mono or Gecko install prompt appears;
 //! - the USB and HID bus drivers (winebus, wineusb) do not start: the sandbox has no such
-//!   devices, and they cost a third of a second at every session start;
+//!   devices, and they cost a third of a second at every session start; PlugPlay and Eventlog
+//!   start on demand instead of at boot (half a second less before the sample's first
+//!   instruction);
 //! - a realistic owner and a few decoy documents.
 
 use std::fs;
@@ -46,6 +48,12 @@ const HARDENING_REG: &str = r#"REGEDIT4
 
 [HKEY_LOCAL_MACHINE\System\CurrentControlSet\Services\wineusb]
 "Start"=dword:00000004
+
+[HKEY_LOCAL_MACHINE\System\CurrentControlSet\Services\PlugPlay]
+"Start"=dword:00000003
+
+[HKEY_LOCAL_MACHINE\System\CurrentControlSet\Services\Eventlog]
+"Start"=dword:00000003
 
 [HKEY_LOCAL_MACHINE\Software\Microsoft\Windows NT\CurrentVersion]
 "RegisteredOwner"="John Miller"

@@ -88,7 +88,7 @@ pub struct SandboxOutcome {
     /// wineserver's trace (Windows runs only).
     #[serde(default)]
     pub wine_log: Option<Captured>,
-    /// The hives copied from the writable layer (Windows runs only).
+    /// The hives the run changed, copied from the writable layer (Windows runs only).
     #[serde(default)]
     pub wine_hives: Vec<String>,
 }

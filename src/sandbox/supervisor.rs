@@ -71,7 +71,7 @@ pub fn supervise(spec_path: &Path) -> Result<SandboxOutcome, SandboxError> {
     cgroup.destroy()?;
 
     if let Some(w) = &spec.wine {
-        wine::copy_hives(&layout, w, &mut outcome);
+        wine::copy_hives(&layout, &spec.rootfs, w, &mut outcome);
     }
     outcome.disk_full = scratch_full(&layout.scratch());
     super::collect::collect(&spec, &layout, &mut outcome);

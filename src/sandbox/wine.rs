@@ -52,9 +52,15 @@ pub(super) fn launcher_pid(init: Pid) -> Option<Pid> {
         .map(Pid::from_raw)
 }
 
-/// Copies the hives wineserver saved in the writable layer to `<run_dir>/wine/hives/`.
+/// Copies the hives wineserver saved in the writable layer to `<run_dir>/wine/hives/`, and the
+/// image's own for those the run did not change (`outcome.wine_hives` names the changed ones).
 /// Links and non-regular files are refused: the writable layer is the sample's to shape.
-pub(super) fn copy_hives(layout: &RunLayout, wine: &WineSandbox, outcome: &mut SandboxOutcome) {
+pub(super) fn copy_hives(
+    layout: &RunLayout,
+    rootfs: &Path,
+    wine: &WineSandbox,
+    outcome: &mut SandboxOutcome,
+) {
     let upper = layout
         .scratch()
         .join("upper")
@@ -66,9 +72,17 @@ pub(super) fn copy_hives(layout: &RunLayout, wine: &WineSandbox, outcome: &mut S
             .push(format!("mkdir {}: {e}", dest.display()));
         return;
     }
+    let lower = rootfs.join(wine.prefix.trim_start_matches('/'));
     for name in &wine.hives {
         let from = upper.join(name);
-        match copy_regular(&from, &dest.join(name)) {
+        // A hive the run did not change is the image's: the directory always holds all three.
+        let copied = copy_regular(&from, &dest.join(name)).and_then(|changed| {
+            if !changed {
+                copy_regular(&lower.join(name), &dest.join(name))?;
+            }
+            Ok(changed)
+        });
+        match copied {
             Ok(true) => outcome.wine_hives.push(name.clone()),
             Ok(false) => {}
             Err(e) => outcome

@@ -72,19 +72,29 @@ pub fn downloads_guest_dir() -> String {
 /// The environment Wine and the sample get: nothing of the host's, nothing of the launcher's
 /// beyond what a Windows session needs. Wine copies every variable into the Windows
 /// environment block and adds its own `WINE*` ones (see docs/limits.md).
-pub fn environment() -> Vec<String> {
+/// Wine's `fixme:` lines are off, except for the Windows Script Host, whose error handler is
+/// one: it is how a script's runtime error shows ([`SCRIPT_ERROR_LINE`]).
+pub fn environment(launch: &Launch) -> Vec<String> {
+    let debug = match launch {
+        Launch::Script => "WINEDEBUG=fixme-all,fixme+wscript",
+        _ => "WINEDEBUG=fixme-all",
+    };
     [
         "PATH=/usr/local/bin:/usr/bin:/bin",
         "HOME=/root",
         "LANG=C.UTF-8",
         "WINEPREFIX=/root/.wine",
-        "WINEDEBUG=fixme-all",
+        debug,
     ]
     .iter()
     .map(|s| s.to_string())
     .chain([format!("USER={USER_NAME}"), format!("LOGNAME={USER_NAME}")])
     .collect()
 }
+
+/// What Wine 8.0's Windows Script Host prints (as a `fixme`) when a script stops at a runtime
+/// error; it reports neither the error nor the line, and cscript still exits with 0.
+pub const SCRIPT_ERROR_LINE: &str = ":fixme:wscript:ActiveScriptSite_OnScriptError";
 
 /// How a Windows sample is started.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -313,8 +323,11 @@ mod tests {
 
     #[test]
     fn environment_names_the_windows_user_and_nothing_of_the_host() {
-        let env = environment();
+        let env = environment(&Launch::Batch);
         assert!(env.contains(&"USER=jmiller".to_string()));
+        assert!(env.contains(&"WINEDEBUG=fixme-all".to_string()));
+        let env = environment(&Launch::Script);
+        assert!(env.contains(&"WINEDEBUG=fixme-all,fixme+wscript".to_string()));
         assert!(env.iter().all(|v| !v.starts_with("DISPLAY=")));
         assert!(LAUNCHER_SCRIPT.contains("wineserver64 -f -d2 -p1 "));
     }
