@@ -23,7 +23,19 @@ struct Analysis {
 }
 
 fn analyze_windows(sample: &Path, args: &[&str]) -> Analysis {
-    let out = analyze_raw(sample, args);
+    analyze_windows_with(sample, args, &[])
+}
+
+/// As [`analyze_windows`], with extra variables in `aegis`'s own environment.
+fn analyze_windows_with(sample: &Path, args: &[&str], env: &[(&str, &str)]) -> Analysis {
+    let out = aegis()
+        .arg("analyze")
+        .arg(sample)
+        .arg("--json")
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .expect("aegis runs");
     assert!(
         out.status.success(),
         "aegis analyze failed ({}): {}",
@@ -337,10 +349,18 @@ echo owned> \\\\?\\unix{canary_win}\\unix.txt\r\n\
 mkdir C:\\users\\jmiller\\Desktop\\x\r\n\
 echo owned> C:\\users\\jmiller\\Desktop\\x\\desk.txt\r\n\
 dir Z:\\ \r\n\
+set\r\n\
 echo end\r\n"
     );
     let s = write(dir.path(), "escape.bat", script.as_bytes());
-    let r = analyze_windows(&s, &["--timeout", "60"]).report;
+    let canary = ("AEGIS_HOST_CANARY", "host-secret-value");
+    let r = analyze_windows_with(&s, &["--timeout", "60"], &[canary]).report;
+    // The Windows environment block: the session's, nothing of the host's.
+    let out = &r.output.stdout.text;
+    assert!(!out.contains("host-secret-value"), "{out}");
+    assert!(out.contains("USERNAME=jmiller\r\n"), "{out}");
+    assert!(out.contains("COMPUTERNAME=DESKTOP-4F7QK2M\r\n"), "{out}");
+    assert!(out.contains("USERPROFILE=C:\\users\\jmiller\r\n"), "{out}");
     assert_eq!(r.execution.end_reason, EndReason::Exited);
     assert!(
         r.output.stdout.text.ends_with("end\r\n"),
