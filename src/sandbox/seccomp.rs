@@ -665,7 +665,11 @@ mod tests {
     fn calls_wine_needs_are_allowed() {
         let prog = compile();
         for nr in [154, 158, 131] {
-            assert_eq!(run(&prog, AUDIT_ARCH_X86_64, nr, 0), RET_ALLOW, "x86-64 {nr}");
+            assert_eq!(
+                run(&prog, AUDIT_ARCH_X86_64, nr, 0),
+                RET_ALLOW,
+                "x86-64 {nr}"
+            );
         }
         for nr in [123, 186] {
             assert_eq!(run(&prog, AUDIT_ARCH_I386, nr, 0), RET_ALLOW, "i386 {nr}");

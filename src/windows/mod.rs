@@ -46,7 +46,7 @@ pub const HIVES: &[&str] = &["system.reg", "user.reg", "userdef.reg"];
 
 /// How long the launcher gets at the timeout to stop the Windows processes and let
 /// wineserver save the registry, before everything left is killed.
-pub const STOP_GRACE_S: u64 = 5;
+pub const STOP_GRACE_S: u64 = 10;
 
 /// Most bytes of wineserver's trace kept for a run (a console program that does little
 /// writes about 4 MB, mostly Wine's own start-up).
