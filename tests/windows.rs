@@ -353,8 +353,8 @@ set\r\n\
 echo end\r\n"
     );
     let s = write(dir.path(), "escape.bat", script.as_bytes());
-    let canary = ("AEGIS_HOST_CANARY", "host-secret-value");
-    let r = analyze_windows_with(&s, &["--timeout", "60"], &[canary]).report;
+    let env_canary = ("AEGIS_HOST_CANARY", "host-secret-value");
+    let r = analyze_windows_with(&s, &["--timeout", "60"], &[env_canary]).report;
     // The Windows environment block: the session's, nothing of the host's.
     let out = &r.output.stdout.text;
     assert!(!out.contains("host-secret-value"), "{out}");
@@ -416,5 +416,29 @@ WScript.Echo(\"after\");\r\n",
         r.events_of_note.iter().any(|e| e.kind == "script_error"),
         "{:#?}",
         r.events_of_note
+    );
+}
+
+#[test]
+fn foreign_and_truncated_pe_files_are_not_executed_with_a_reason() {
+    let dir = workdir();
+    let exe = std::fs::read(mingw(dir.path(), "win_crash", 64, &[])).unwrap();
+    let pe_offset = u32::from_le_bytes(exe[0x3c..0x40].try_into().unwrap()) as usize;
+    let mut arm = exe.clone();
+    arm[pe_offset + 4..pe_offset + 6].copy_from_slice(&0xaa64u16.to_le_bytes());
+    let arm = write(dir.path(), "arm64.exe", &arm);
+    let r = analyze(&arm, &[]);
+    assert_eq!(r.execution.end_reason, EndReason::NotExecuted);
+    assert_eq!(r.sample.platform, "windows");
+    let error = r.execution.error.unwrap();
+    assert!(error.contains("machine type 0xaa64"), "{error}");
+
+    let cut = write(dir.path(), "cut.exe", &exe[..pe_offset + 8]);
+    let r = analyze(&cut, &[]);
+    assert_eq!(r.execution.end_reason, EndReason::NotExecuted);
+    let error = r.execution.error.unwrap();
+    assert!(
+        error.contains("PE file is truncated or malformed"),
+        "{error}"
     );
 }
