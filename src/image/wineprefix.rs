@@ -29,7 +29,9 @@ use nix::sys::signal::Signal;
 use super::ImageError;
 use crate::windows::{COMPUTER_NAME, PREFIX, USER_NAME};
 
-/// Registry settings imported with `regedit /S` after `wineboot --init`.
+/// Registry settings imported with `regedit /S` after `wineboot --init`. `RelayInclude`
+/// narrows `WINEDEBUG=+relay` (set for the sample) to export lookups by name, so that lookups
+/// of `wine_get_version` and the other `wine_*` exports show (see `windows::relay`).
 const HARDENING_REG: &str = r#"REGEDIT4
 
 [HKEY_CURRENT_USER\Software\Wine\DllOverrides]
@@ -39,6 +41,9 @@ const HARDENING_REG: &str = r#"REGEDIT4
 
 [HKEY_CURRENT_USER\Software\Wine\WineDbg]
 "ShowCrashDialog"=dword:00000000
+
+[HKEY_CURRENT_USER\Software\Wine\Debug]
+"RelayInclude"="kernel32.GetProcAddress;kernelbase.GetProcAddress"
 
 [HKEY_LOCAL_MACHINE\Software\Microsoft\Windows\CurrentVersion\RunServices]
 "winemenubuilder"=-
@@ -297,6 +302,7 @@ mod tests {
             r#""mscoree"="""#,
             r#""mshtml"="""#,
             r#""ShowCrashDialog"=dword:00000000"#,
+            r#""RelayInclude"="kernel32.GetProcAddress;kernelbase.GetProcAddress""#,
         ] {
             assert!(HARDENING_REG.contains(needle), "{needle}");
         }

@@ -259,7 +259,7 @@ fn run_sandbox(
         (errs_r, layout.stream("stderr")),
     ];
     if let Some(r) = trace_r {
-        pipes.push((r, crate::windows::server_log(&layout.dir)));
+        pipes.push((r, crate::windows::run::server_log(&layout.dir)));
     }
     watch(spec, cgroup, child, pipes, &mut outcome)?;
     outcome.ended_ns = monitor::now_ns();

@@ -53,7 +53,9 @@ fi
 # other system processes. Started here, they are not the sample's children.
 /usr/lib/wine/wine64 'C:\windows\system32\hostname.exe' </dev/null >/dev/null 2>&1
 
-"$@" &
+# The sample alone runs with +relay: with the prefix's RelayInclude, Wine prints on its stderr
+# every export it looks up by name (wine_get_version and the like). Its children inherit it.
+WINEDEBUG="${WINEDEBUG:+$WINEDEBUG,}+relay" "$@" &
 sample=$!
 wait "$sample"
 code=$?
