@@ -151,10 +151,21 @@ fn console_program_facts(bits: u8) {
     let cmd = r
         .processes
         .iter()
-        .find(|p| p.argv.iter().any(|a| a.contains("echo child-of-fixture")))
+        .find(|p| p.argv.iter().any(|a| a == "child-of-fixture") && p.execs > 0)
         .unwrap_or_else(|| panic!("cmd.exe child: {:#?}", r.processes));
+    let sample = r
+        .processes
+        .iter()
+        .rev()
+        .find(|p| p.parent_id == Some(launcher.id))
+        .expect("the sample's process");
+    let mut ancestor = cmd.parent_id;
+    while let Some(id) = ancestor.filter(|id| *id != sample.id) {
+        ancestor = r.processes[id as usize - 1].parent_id;
+    }
+    assert_eq!(ancestor, Some(sample.id), "cmd.exe descends from the sample");
     assert_eq!(
-        a.json["processes"][cmd.id as usize - 1]["command_line"],
+        a.json["processes"][cmd.id as usize - 1]["windows"]["command_line"],
         "cmd.exe /c echo child-of-fixture"
     );
 
