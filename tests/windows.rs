@@ -163,7 +163,11 @@ fn console_program_facts(bits: u8) {
     while let Some(id) = ancestor.filter(|id| *id != sample.id) {
         ancestor = r.processes[id as usize - 1].parent_id;
     }
-    assert_eq!(ancestor, Some(sample.id), "cmd.exe descends from the sample");
+    assert_eq!(
+        ancestor,
+        Some(sample.id),
+        "cmd.exe descends from the sample"
+    );
     assert_eq!(
         a.json["processes"][cmd.id as usize - 1]["windows"]["command_line"],
         "cmd.exe /c echo child-of-fixture"
@@ -452,4 +456,82 @@ fn foreign_and_truncated_pe_files_are_not_executed_with_a_reason() {
         error.contains("PE file is truncated or malformed"),
         "{error}"
     );
+}
+
+#[test]
+fn windows_image_prefix_is_prepared_and_hardened() {
+    let data = aegis::paths::DataDir::new(data_dir());
+    let image = aegis::image::ImageStore::new(&data)
+        .ensure("windows", &mut |line: &str| eprintln!("image: {line}"))
+        .expect("windows image");
+    let root = &image.rootfs;
+    let prefix = root.join("root/.wine");
+    let hostname = std::fs::read_to_string(root.join("etc/hostname")).unwrap();
+    assert_eq!(hostname, "DESKTOP-4F7QK2M\n");
+    // Prepared once at build time, owned by guest root (shifted to UID_BASE on the host).
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(prefix.join(".update-timestamp")).expect("prepared prefix");
+    assert_eq!(meta.uid(), aegis::guest::UID_BASE);
+
+    // Only C: is mapped, to the prefix's own drive_c.
+    let drives: Vec<String> = std::fs::read_dir(prefix.join("dosdevices"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(drives, vec!["c:"]);
+    assert_eq!(
+        std::fs::read_link(prefix.join("dosdevices/c:")).unwrap(),
+        Path::new("../drive_c")
+    );
+    // User folders are real folders, and no link anywhere leaves the prefix.
+    let profile = prefix.join("drive_c/users/jmiller");
+    for folder in [
+        "Desktop",
+        "Documents",
+        "Downloads",
+        "Music",
+        "Pictures",
+        "Videos",
+    ] {
+        let meta = std::fs::symlink_metadata(profile.join(folder)).unwrap();
+        assert!(meta.is_dir(), "{folder} is {:?}", meta.file_type());
+    }
+    let mut stack = vec![prefix.clone()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let entry = entry.unwrap();
+            let kind = entry.file_type().unwrap();
+            if kind.is_dir() {
+                stack.push(entry.path());
+            } else if kind.is_symlink() {
+                let target = std::fs::read_link(entry.path()).unwrap();
+                assert!(
+                    !target.is_absolute(),
+                    "{} -> {}",
+                    entry.path().display(),
+                    target.display()
+                );
+            }
+        }
+    }
+    let decoy = std::fs::read_to_string(profile.join("Desktop/VPN setup.txt")).unwrap();
+    assert!(decoy.contains("User: jmiller"));
+
+    // Registry: no menu builder, no crash dialog, no Mono/Gecko prompt, the computer name.
+    let user = std::fs::read_to_string(prefix.join("user.reg")).unwrap();
+    for line in [
+        "\"winemenubuilder.exe\"=\"\"",
+        "\"mscoree\"=\"\"",
+        "\"mshtml\"=\"\"",
+        "\"ShowCrashDialog\"=dword:00000000",
+    ] {
+        assert!(user.contains(line), "user.reg lacks {line}");
+    }
+    let system = std::fs::read_to_string(prefix.join("system.reg")).unwrap();
+    assert!(
+        !system.contains("winemenubuilder.exe -a -r"),
+        "RunServices entry left"
+    );
+    assert!(system.contains("\"ComputerName\"=\"DESKTOP-4F7QK2M\""));
+    assert!(system.contains("\"RegisteredOwner\"=\"John Miller\""));
 }
