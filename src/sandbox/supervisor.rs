@@ -438,32 +438,12 @@ fn watch(
     pipes: Vec<(OwnedFd, std::path::PathBuf)>,
     outcome: &mut SandboxOutcome,
 ) -> Result<(), SandboxError> {
-    let mut drains = Vec::new();
-    for (index, (fd, path)) in pipes.into_iter().enumerate() {
-        if let Some(parent) = path.parent() {
-            fs::create_dir_all(parent).map_err(io("mkdir", parent))?;
-        }
-        let file = File::create(&path).map_err(io("create", &path))?;
-        let keep = match (&spec.wine, index) {
-            (Some(w), 2) => w.log_keep_bytes,
-            _ => spec.output_keep_bytes,
-        };
-        drains.push(Drain {
-            fd,
-            file,
-            keep,
-            captured: Captured::default(),
-            open: true,
-        });
-    }
+    let mut drains = open_drains(spec, pipes)?;
     let deadline = Instant::now() + Duration::from_secs(spec.limits.timeout_s);
     // A pidfd makes the init's exit wake the same poll that drains the output.
     let pidfd = pidfd_open(child);
     let mut init_status = None;
-    let mut killed_at: Option<Instant> = None;
-    // A Windows run is first asked to stop (its launcher gets SIGTERM) so that wineserver can
-    // save the registry; this is when the grace for that ends.
-    let mut stop_grace_end: Option<Instant> = None;
+    let mut stop = Stop::Running;
     let mut last_pids_check = Instant::now();
     loop {
         let wait_for_exit = if init_status.is_none() {
@@ -471,7 +451,11 @@ fn watch(
         } else {
             None
         };
-        poll_drains(&mut drains, wait_for_exit, poll_timeout(deadline));
+        let wake = match stop {
+            Stop::Asked { until } => until,
+            _ => deadline,
+        };
+        poll_drains(&mut drains, wait_for_exit, poll_timeout(wake));
         if init_status.is_none() {
             init_status = match waitpid(child, Some(WaitPidFlag::WNOHANG | WaitPidFlag::__WALL)) {
                 Ok(WaitStatus::StillAlive) => None,
@@ -485,20 +469,10 @@ fn watch(
             }
         }
         let now = Instant::now();
-        if init_status.is_none() && killed_at.is_none() {
-            if now >= deadline && stop_grace_end.is_none() && spec.wine.is_some() {
+        if init_status.is_none() && stop != Stop::Killed {
+            if now >= deadline {
                 outcome.timed_out = true;
-                let grace = spec.wine.as_ref().map_or(0, |w| w.stop_grace_s);
-                stop_grace_end = Some(now + Duration::from_secs(grace));
-                if let Some(launcher) = wine::launcher_pid(child) {
-                    let _ = nix::sys::signal::kill(launcher, Signal::SIGTERM);
-                }
-            } else if now >= deadline && stop_grace_end.is_none_or(|end| now >= end) {
-                outcome.timed_out = true;
-                cgroup.kill_all()?;
-                killed_at = Some(now);
-            } else if now >= deadline {
-                // Within the Windows stop grace: let the launcher work.
+                stop = at_deadline(spec, cgroup, child, stop, now)?;
             } else if now.duration_since(last_pids_check) > Duration::from_millis(200) {
                 last_pids_check = now;
                 if cgroup.pids_limit_reached() {
@@ -507,7 +481,7 @@ fn watch(
                     std::thread::sleep(Duration::from_millis(500));
                     outcome.pids_stopped = true;
                     cgroup.kill_all()?;
-                    killed_at = Some(Instant::now());
+                    stop = Stop::Killed;
                 }
             }
         }
@@ -526,6 +500,70 @@ fn watch(
     outcome.stderr = drains[1].captured.clone();
     outcome.wine_log = drains.get(2).map(|d| d.captured.clone());
     Ok(())
+}
+
+/// Where a run is in being stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    Running,
+    /// A Windows run's launcher got SIGTERM, so that wineserver can save the registry; the
+    /// cgroup is killed at `until` if the run has not ended by then.
+    Asked {
+        until: Instant,
+    },
+    Killed,
+}
+
+/// The timeout has passed: a Windows run is asked to stop first, anything else (or a Windows
+/// run whose grace is over) is killed.
+fn at_deadline(
+    spec: &SandboxSpec,
+    cgroup: &Cgroup,
+    child: Pid,
+    stop: Stop,
+    now: Instant,
+) -> Result<Stop, SandboxError> {
+    match (stop, &spec.wine) {
+        (Stop::Running, Some(w)) => {
+            if let Some(launcher) = wine::launcher_pid(child) {
+                let _ = nix::sys::signal::kill(launcher, Signal::SIGTERM);
+            }
+            Ok(Stop::Asked {
+                until: now + Duration::from_secs(w.stop_grace_s),
+            })
+        }
+        (Stop::Asked { until }, _) if now < until => Ok(stop),
+        _ => {
+            cgroup.kill_all()?;
+            Ok(Stop::Killed)
+        }
+    }
+}
+
+/// One drain per pipe; the third, when there is one, is wineserver's trace.
+fn open_drains(
+    spec: &SandboxSpec,
+    pipes: Vec<(OwnedFd, std::path::PathBuf)>,
+) -> Result<Vec<Drain>, SandboxError> {
+    let mut drains = Vec::new();
+    for (index, (fd, path)) in pipes.into_iter().enumerate() {
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).map_err(io("mkdir", parent))?;
+        }
+        let file = File::create(&path).map_err(io("create", &path))?;
+        let keep = match (&spec.wine, index) {
+            (Some(w), 2) => w.log_keep_bytes,
+            _ => spec.output_keep_bytes,
+        };
+        drains.push(Drain {
+            fd,
+            file,
+            keep,
+            captured: Captured::default(),
+            open: true,
+        });
+    }
+    Ok(drains)
 }
 
 /// At most 50 ms, and never past the deadline.
