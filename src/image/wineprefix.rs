@@ -12,10 +12,8 @@
 //! - the user folders Wine links to `$HOME` become real folders of the prefix;
 //! - winemenubuilder is disabled (DllOverride and its RunServices entry), crash dialogs off,
 //!   mscoree and mshtml disabled so no Mono or Gecko install prompt appears;
-//! - the USB and HID bus drivers (winebus, wineusb) do not start: the sandbox has no such
-//!   devices, and they cost a third of a second at every session start; PlugPlay and Eventlog
-//!   start on demand instead of at boot (half a second less before the sample's first
-//!   instruction);
+//! - PlugPlay and Eventlog start on demand instead of at boot (half a second less before the
+//!   sample's first instruction);
 //! - a realistic owner and a few decoy documents.
 
 use std::fs;
@@ -47,12 +45,6 @@ const HARDENING_REG: &str = r#"REGEDIT4
 
 [HKEY_LOCAL_MACHINE\Software\Microsoft\Windows\CurrentVersion\RunServices]
 "winemenubuilder"=-
-
-[HKEY_LOCAL_MACHINE\System\CurrentControlSet\Services\winebus]
-"Start"=dword:00000004
-
-[HKEY_LOCAL_MACHINE\System\CurrentControlSet\Services\wineusb]
-"Start"=dword:00000004
 
 [HKEY_LOCAL_MACHINE\System\CurrentControlSet\Services\PlugPlay]
 "Start"=dword:00000003
