@@ -22,3 +22,4 @@ pub mod report;
 pub mod sample;
 pub mod sandbox;
 pub mod service;
+pub mod windows;

@@ -75,6 +75,9 @@ pub fn not_executed(
         files: Default::default(),
         network: network_none(),
         events_of_note: Vec::new(),
+        registry: Default::default(),
+        mutexes: Vec::new(),
+        services: Vec::new(),
         output: Output::default(),
         summary: Summary::default(),
         incomplete: Vec::new(),
@@ -126,6 +129,9 @@ pub fn from_run(
             ..behaviour.network
         },
         events_of_note: behaviour.events_of_note,
+        registry: Default::default(),
+        mutexes: Vec::new(),
+        services: Vec::new(),
         output: Output {
             stdout: stream(run, "stdout", &outcome.stdout, output_max),
             stderr: stream(run, "stderr", &outcome.stderr, output_max),

@@ -1,0 +1,640 @@
+//! Putting what the trace and the hives say into the report.
+//!
+//! The rule: the trace says what the sample's processes did, live and in order (a value set and
+//! then deleted appears in both lists); the saved hives say what remained (`exists_at_end`).
+//! When the trace is missing or incomplete, changes found only by diffing the hives are added
+//! without a process (minus the keys Wine itself rewrites on every start).
+
+use std::collections::{BTreeSet, HashMap};
+use std::fs::File;
+use std::io::BufReader;
+
+use super::hives::{self, Hives};
+use super::paths::{hkey_path, windows_path};
+use super::reg::{render, type_name, RegValue, REG_DWORD};
+use super::trace::{self, Op, Role, Trace};
+use super::WineRun;
+use crate::report::{
+    EventOfNote, FileEntry, Incomplete, Mutex, Process, Registry, RegistryKey, RegistryValue,
+    Report, Service, WindowsProcess,
+};
+
+/// Entries kept per registry list, mutexes and services; the rest is counted in `incomplete`.
+pub const ENTRIES_MAX: usize = 5_000;
+
+/// Keys Wine rewrites itself on every start (device classes, fonts, ...): hive-diff changes
+/// under them are not attributed to the sample when the trace cannot say who made them.
+const WINE_CHURN: &[&str] = &[
+    "registry\\machine\\system\\currentcontrolset\\control\\class\\",
+    "registry\\machine\\system\\currentcontrolset\\enum\\",
+    "registry\\machine\\system\\currentcontrolset\\control\\deviceclasses\\",
+    "registry\\machine\\system\\currentcontrolset\\control\\timezoneinformation",
+    "registry\\machine\\software\\microsoft\\windows nt\\currentversion\\networkcards",
+    "registry\\machine\\hardware\\",
+    "registry\\user\\s-1-5-21-0-0-0-1000\\software\\wine\\",
+];
+
+/// Adds the Windows sections to `report`. Missing or damaged inputs become `incomplete` entries.
+pub fn apply(report: &mut Report, run: &WineRun) {
+    let trace = read_trace(report, run);
+    let before = Hives::read(&run.hives_before);
+    let after = Hives::read(&run.hives_after);
+    let hives_saved = after.problems.is_empty();
+    if !hives_saved {
+        let reasons: Vec<String> = after
+            .problems
+            .iter()
+            .map(|(f, e)| format!("{f}: {e}"))
+            .collect();
+        incomplete(
+            report,
+            "registry",
+            format!(
+            "the prefix's registry was not saved at the end (wineserver did not exit cleanly?), \
+             so final values are unknown: {}", reasons.join("; ")),
+            None,
+        );
+    }
+    let sid = after.user_sid();
+    let ids = ProcessIds::new(report, trace.as_ref());
+    if let Some(t) = &trace {
+        label_processes(report, t, &ids);
+    }
+    label_wineserver(report, trace.as_ref());
+
+    let mut registry = Registry::default();
+    let mut dropped = 0u64;
+    if let Some(t) = &trace {
+        registry_from_trace(&mut registry, t, &ids, &sid, &mut dropped);
+    }
+    let trace_whole = trace
+        .as_ref()
+        .is_some_and(|t| t.dropped == 0 && !t.ended_mid_line);
+    if !trace_whole && hives_saved && before.problems.is_empty() {
+        registry_from_diff(
+            &mut registry,
+            &hives::diff(&before, &after),
+            &sid,
+            &mut dropped,
+        );
+    }
+    if hives_saved {
+        final_state(&mut registry, &after, &sid);
+    }
+    if dropped > 0 {
+        incomplete(
+            report,
+            "registry",
+            format!("more than {ENTRIES_MAX} entries in a list"),
+            Some(dropped),
+        );
+    }
+    report.services = services(trace.as_ref(), &ids, &sid);
+    report.registry = registry;
+    if let Some(t) = &trace {
+        report.mutexes = mutexes(t, &ids);
+        wine_detection(report, t, &ids, &sid);
+        attribute_files(report, t, &ids, &run.prefix_guest_path);
+    }
+    windows_paths(report, &run.prefix_guest_path);
+    summarize(report, trace.as_ref(), &ids);
+}
+
+fn incomplete(report: &mut Report, section: &str, reason: String, dropped: Option<u64>) {
+    report.incomplete.push(Incomplete {
+        section: section.into(),
+        reason,
+        dropped,
+    });
+}
+
+fn read_trace(report: &mut Report, run: &WineRun) -> Option<Trace> {
+    let path = &run.server_log;
+    let parsed = File::open(path).and_then(|f| trace::read(BufReader::new(f)));
+    let t = match parsed {
+        Ok(t) => t,
+        Err(e) => {
+            let reason = format!(
+                "wineserver's trace {} could not be read: {e}",
+                path.display()
+            );
+            incomplete(report, "windows", reason, None);
+            return None;
+        }
+    };
+    if t.lines == 0 {
+        incomplete(
+            report,
+            "windows",
+            format!("wineserver's trace {} is empty", path.display()),
+            None,
+        );
+    }
+    if t.ended_mid_line {
+        let reason = "wineserver's trace ends mid-line: wineserver was killed while writing".into();
+        incomplete(report, "windows", reason, None);
+    }
+    if t.dropped > 0 {
+        let reason = format!(
+            "more than {} Windows operations in the trace",
+            trace::RECORDS_MAX
+        );
+        incomplete(report, "windows", reason, Some(t.dropped));
+    }
+    if t.cut_lines > 0 {
+        let reason =
+            "trace lines longer than the reader keeps were cut (large request data)".into();
+        incomplete(report, "windows", reason, Some(t.cut_lines));
+    }
+    Some(t)
+}
+
+/// Windows pid → report process `id`, through the Unix pid wineserver was told.
+struct ProcessIds {
+    by_wpid: HashMap<u32, u32>,
+}
+
+impl ProcessIds {
+    fn new(report: &Report, trace: Option<&Trace>) -> Self {
+        let mut by_wpid = HashMap::new();
+        for p in trace.map(|t| t.processes.values()).into_iter().flatten() {
+            let found = p
+                .unix_pid
+                .and_then(|pid| report_process(&report.processes, pid));
+            if let Some(id) = found {
+                by_wpid.insert(p.wpid, id);
+            }
+        }
+        ProcessIds { by_wpid }
+    }
+
+    fn get(&self, wpid: Option<u32>) -> Option<u32> {
+        wpid.and_then(|w| self.by_wpid.get(&w).copied())
+    }
+}
+
+/// The report process with Unix pid `pid`: the last one, as pids are reused only after exit
+/// and Wine's processes live until the end.
+fn report_process(processes: &[Process], pid: i32) -> Option<u32> {
+    processes.iter().rev().find(|p| p.pid == pid).map(|p| p.id)
+}
+
+fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::Sample => "sample",
+        Role::Wine => "wine",
+        Role::Launcher => "wine_launcher",
+    }
+}
+
+fn label_processes(report: &mut Report, t: &Trace, ids: &ProcessIds) {
+    for wp in t.processes.values() {
+        let Some(id) = ids.get(Some(wp.wpid)) else {
+            continue;
+        };
+        let view = WindowsProcess {
+            pid: Some(wp.wpid),
+            image: wp.image.clone(),
+            command_line: wp.command_line.clone(),
+            parent_id: ids.get(wp.parent),
+            role: role_name(t.role(wp.wpid)).into(),
+        };
+        if let Some(p) = report.processes.iter_mut().find(|p| p.id == id) {
+            p.windows = Some(view);
+        }
+    }
+}
+
+/// wineserver is no Windows process, but the report says what it is.
+fn label_wineserver(report: &mut Report, t: Option<&Trace>) {
+    let traced = t.and_then(|t| t.wineserver_pid);
+    for p in &mut report.processes {
+        let base = p.image.rsplit('/').next().unwrap_or("");
+        let is_server = traced == Some(p.pid) || base.starts_with("wineserver");
+        if is_server && p.windows.is_none() {
+            p.windows = Some(WindowsProcess {
+                pid: None,
+                image: None,
+                command_line: None,
+                parent_id: None,
+                role: "wineserver".into(),
+            });
+        }
+    }
+}
+
+fn push<T: PartialEq>(list: &mut Vec<T>, item: T, dropped: &mut u64) {
+    if list.contains(&item) {
+        return;
+    }
+    if list.len() >= ENTRIES_MAX {
+        *dropped += 1;
+        return;
+    }
+    list.push(item);
+}
+
+fn value_entry(key: String, name: String, v: &RegValue, process_id: Option<u32>) -> RegistryValue {
+    RegistryValue {
+        key,
+        name,
+        value_type: type_name(v.ty),
+        data: render(v),
+        process_id,
+        exists_at_end: None,
+    }
+}
+
+fn registry_from_trace(
+    r: &mut Registry,
+    t: &Trace,
+    ids: &ProcessIds,
+    sid: &str,
+    dropped: &mut u64,
+) {
+    for rec in &t.records {
+        let process_id = ids.get(rec.wpid);
+        match &rec.op {
+            Op::KeyCreated { key } => {
+                let key = hkey_path(key, sid);
+                push(
+                    &mut r.keys_created,
+                    RegistryKey { key, process_id },
+                    dropped,
+                );
+            }
+            Op::KeyDeleted { key } => {
+                let key = hkey_path(key, sid);
+                push(
+                    &mut r.keys_deleted,
+                    RegistryKey { key, process_id },
+                    dropped,
+                );
+            }
+            Op::ValueSet { key, name, value } => {
+                let e = value_entry(hkey_path(key, sid), name.clone(), value, process_id);
+                push(&mut r.values_set, e, dropped);
+            }
+            Op::ValueDeleted { key, name, value } => {
+                let e = match value {
+                    Some(v) => value_entry(hkey_path(key, sid), name.clone(), v, process_id),
+                    None => RegistryValue {
+                        key: hkey_path(key, sid),
+                        name: name.clone(),
+                        value_type: String::new(),
+                        data: String::new(),
+                        process_id,
+                        exists_at_end: None,
+                    },
+                };
+                push(&mut r.values_deleted, e, dropped);
+            }
+            _ => {}
+        }
+    }
+}
+
+fn churn(key: &str) -> bool {
+    let lower = key.to_lowercase();
+    WINE_CHURN.iter().any(|c| lower.starts_with(c))
+}
+
+fn registry_from_diff(r: &mut Registry, d: &super::reg::HiveDiff, sid: &str, dropped: &mut u64) {
+    let known = |list: &[RegistryValue], key: &str, name: &str| {
+        list.iter()
+            .any(|v| v.key.eq_ignore_ascii_case(key) && v.name.eq_ignore_ascii_case(name))
+    };
+    for k in d.keys_created.iter().filter(|k| !churn(k)) {
+        let key = hkey_path(k, sid);
+        if !r
+            .keys_created
+            .iter()
+            .any(|e| e.key.eq_ignore_ascii_case(&key))
+        {
+            push(
+                &mut r.keys_created,
+                RegistryKey {
+                    key,
+                    process_id: None,
+                },
+                dropped,
+            );
+        }
+    }
+    for k in d.keys_deleted.iter().filter(|k| !churn(k)) {
+        let key = hkey_path(k, sid);
+        if !r
+            .keys_deleted
+            .iter()
+            .any(|e| e.key.eq_ignore_ascii_case(&key))
+        {
+            push(
+                &mut r.keys_deleted,
+                RegistryKey {
+                    key,
+                    process_id: None,
+                },
+                dropped,
+            );
+        }
+    }
+    for (k, name, v) in d.values_set.iter().filter(|(k, _, _)| !churn(k)) {
+        let key = hkey_path(k, sid);
+        if !known(&r.values_set, &key, name) {
+            push(
+                &mut r.values_set,
+                value_entry(key, name.clone(), v, None),
+                dropped,
+            );
+        }
+    }
+    for (k, name, v) in d.values_deleted.iter().filter(|(k, _, _)| !churn(k)) {
+        let key = hkey_path(k, sid);
+        if !known(&r.values_deleted, &key, name) {
+            push(
+                &mut r.values_deleted,
+                value_entry(key, name.clone(), v, None),
+                dropped,
+            );
+        }
+    }
+}
+
+/// `HKEY_CURRENT_USER\x` → `REGISTRY\User\<sid>\x` (the hives' own naming).
+fn registry_path(key: &str, sid: &str) -> String {
+    let (root, rest) = key.split_once('\\').unwrap_or((key, ""));
+    let root = match root {
+        "HKEY_LOCAL_MACHINE" => "REGISTRY\\Machine".to_string(),
+        "HKEY_CURRENT_USER" => format!("REGISTRY\\User\\{sid}"),
+        "HKEY_USERS" => "REGISTRY\\User".to_string(),
+        other => other.to_string(),
+    };
+    if rest.is_empty() {
+        root
+    } else {
+        format!("{root}\\{rest}")
+    }
+}
+
+fn final_state(r: &mut Registry, after: &Hives, sid: &str) {
+    for v in &mut r.values_set {
+        v.exists_at_end = after.has_value(&registry_path(&v.key, sid), &v.name);
+    }
+    for v in &mut r.values_deleted {
+        v.exists_at_end = after.has_value(&registry_path(&v.key, sid), &v.name);
+    }
+}
+
+const SERVICES_KEY: &str = "HKEY_LOCAL_MACHINE\\System\\CurrentControlSet\\Services\\";
+
+fn start_type(v: &RegValue) -> Option<String> {
+    let n = match (&v.data, v.ty) {
+        (super::reg::ValueData::Dword(d), REG_DWORD) => *d,
+        _ => return None,
+    };
+    let name = match n {
+        0 => "boot",
+        1 => "system",
+        2 => "auto",
+        3 => "demand",
+        4 => "disabled",
+        _ => return Some(n.to_string()),
+    };
+    Some(name.into())
+}
+
+/// Services from the keys created under `...\Services` (with their values) and from processes
+/// services.exe started for the sample.
+fn services(t: Option<&Trace>, ids: &ProcessIds, sid: &str) -> Vec<Service> {
+    let mut out: Vec<Service> = Vec::new();
+    let Some(t) = t else {
+        return out;
+    };
+    for rec in &t.records {
+        let (key, value) = match &rec.op {
+            Op::KeyCreated { key } => (key, None),
+            Op::ValueSet { key, name, value } => (key, Some((name, value))),
+            _ => continue,
+        };
+        let full = hkey_path(key, sid);
+        let Some(rest) = strip_ci(&full, SERVICES_KEY) else {
+            continue;
+        };
+        if rest.is_empty() || rest.contains('\\') {
+            continue;
+        }
+        let index = match out.iter().position(|s| s.name.eq_ignore_ascii_case(rest)) {
+            Some(i) => i,
+            None if matches!(rec.op, Op::KeyCreated { .. }) && out.len() < ENTRIES_MAX => {
+                out.push(Service {
+                    name: rest.to_string(),
+                    operation: "created".into(),
+                    binary_path: None,
+                    display_name: None,
+                    start_type: None,
+                    process_id: ids.get(rec.wpid),
+                });
+                out.len() - 1
+            }
+            None => continue,
+        };
+        let s = &mut out[index];
+        match value {
+            Some((n, v)) if n.eq_ignore_ascii_case("ImagePath") => s.binary_path = Some(render(v)),
+            Some((n, v)) if n.eq_ignore_ascii_case("DisplayName") => {
+                s.display_name = Some(render(v))
+            }
+            Some((n, v)) if n.eq_ignore_ascii_case("Start") => s.start_type = start_type(v),
+            _ => {}
+        }
+    }
+    started_services(&mut out, t, ids);
+    out
+}
+
+/// A sample process whose parent is services.exe is a service it started.
+fn started_services(out: &mut Vec<Service>, t: &Trace, ids: &ProcessIds) {
+    for p in t.processes.values() {
+        let parent = p.parent.and_then(|w| t.processes.get(&w));
+        let by_services = parent
+            .and_then(|pp| pp.image.as_deref())
+            .is_some_and(|i| i.to_lowercase().ends_with("\\services.exe"));
+        if !by_services || t.role(p.wpid) != Role::Sample || out.len() >= ENTRIES_MAX {
+            continue;
+        }
+        let image = p.image.clone().unwrap_or_default();
+        let name = out
+            .iter()
+            .find(|s| {
+                s.binary_path
+                    .as_deref()
+                    .is_some_and(|b| b.to_lowercase().contains(&image.to_lowercase()))
+            })
+            .map_or_else(|| image.clone(), |s| s.name.clone());
+        out.push(Service {
+            name,
+            operation: "started".into(),
+            binary_path: p.command_line.clone().or(p.image.clone()),
+            display_name: None,
+            start_type: None,
+            process_id: ids.get(Some(p.wpid)),
+        });
+    }
+}
+
+fn mutexes(t: &Trace, ids: &ProcessIds) -> Vec<Mutex> {
+    let mut out = Vec::new();
+    let mut dropped = 0;
+    for rec in &t.records {
+        if let Op::MutexCreated { name } = &rec.op {
+            let m = Mutex {
+                name: name.clone(),
+                process_id: ids.get(rec.wpid),
+            };
+            push(&mut out, m, &mut dropped);
+        }
+    }
+    out
+}
+
+fn wine_detection(report: &mut Report, t: &Trace, ids: &ProcessIds, sid: &str) {
+    let mut seen = BTreeSet::new();
+    for rec in &t.records {
+        let Op::WineKeyRead { key, detail } = &rec.op else {
+            continue;
+        };
+        let process_id = ids.get(rec.wpid);
+        let detail = format!("{}: {detail}", hkey_path(key, sid));
+        if !seen.insert((process_id, detail.clone())) {
+            continue;
+        }
+        let time = process_id
+            .and_then(|id| report.processes.iter().find(|p| p.id == id))
+            .map_or(0.0, |p| p.started_at);
+        report.events_of_note.push(EventOfNote {
+            kind: "wine_detection".into(),
+            process_id,
+            time,
+            detail,
+        });
+    }
+}
+
+/// wineserver opens and deletes files for its clients, so the monitor sees wineserver do it;
+/// the trace says which Windows process asked.
+fn attribute_files(report: &mut Report, t: &Trace, ids: &ProcessIds, prefix: &str) {
+    let server_ids: BTreeSet<u32> = report
+        .processes
+        .iter()
+        .filter(|p| p.windows.as_ref().is_some_and(|w| w.role == "wineserver"))
+        .map(|p| p.id)
+        .collect();
+    let mut asked: HashMap<String, Option<u32>> = HashMap::new();
+    for rec in &t.records {
+        if let Op::FileWritten { windows, .. } | Op::FileDeleted { windows, .. } = &rec.op {
+            asked
+                .entry(windows.to_lowercase())
+                .or_insert(ids.get(rec.wpid));
+        }
+    }
+    let fix = |e: &mut FileEntry| {
+        let from_server = e.process_id.is_none_or(|id| server_ids.contains(&id));
+        let win = windows_path(&e.path, prefix).map(|w| w.to_lowercase());
+        if let (true, Some(Some(id))) = (from_server, win.and_then(|w| asked.get(&w))) {
+            e.process_id = Some(*id);
+        }
+    };
+    let f = &mut report.files;
+    for list in [
+        &mut f.created,
+        &mut f.modified,
+        &mut f.deleted,
+        &mut f.made_executable,
+    ] {
+        list.iter_mut().for_each(fix);
+    }
+}
+
+fn windows_paths(report: &mut Report, prefix: &str) {
+    let f = &mut report.files;
+    for list in [
+        &mut f.created,
+        &mut f.modified,
+        &mut f.deleted,
+        &mut f.made_executable,
+        &mut f.timestamps_changed,
+    ] {
+        for e in list.iter_mut() {
+            e.windows_path = windows_path(&e.path, prefix);
+        }
+    }
+    let s = &mut report.summary;
+    for list in [
+        &mut s.files_written,
+        &mut s.files_deleted,
+        &mut s.files_dropped,
+    ] {
+        for p in list.iter_mut() {
+            if let Some(w) = windows_path(p, prefix) {
+                *p = w;
+            }
+        }
+    }
+}
+
+fn summarize(report: &mut Report, t: Option<&Trace>, ids: &ProcessIds) {
+    let r = &report.registry;
+    let joined = |v: &RegistryValue| {
+        if v.name.is_empty() {
+            v.key.clone()
+        } else {
+            format!("{}\\{}", v.key, v.name)
+        }
+    };
+    let mut set: Vec<String> = r.values_set.iter().map(joined).collect();
+    let mut deleted: Vec<String> = r.keys_deleted.iter().map(|k| k.key.clone()).collect();
+    deleted.extend(r.values_deleted.iter().map(joined));
+    dedup(&mut set);
+    dedup(&mut deleted);
+    let s = &mut report.summary;
+    s.registry_keys_set = set;
+    s.registry_keys_deleted = deleted;
+    s.mutexes_created = report.mutexes.iter().map(|m| m.name.clone()).collect();
+    dedup(&mut s.mutexes_created);
+    s.services_created = report
+        .services
+        .iter()
+        .filter(|x| x.operation == "created")
+        .map(|x| x.name.clone())
+        .collect();
+    dedup(&mut s.services_created);
+    // The command lines of the processes the sample started, as Windows shows them.
+    for p in t.map(|t| t.processes.values()).into_iter().flatten() {
+        let started =
+            t.is_some_and(|t| t.role(p.wpid) == Role::Sample) && ids.get(p.parent).is_some();
+        if let (true, Some(cmd)) = (started, &p.command_line) {
+            if !s.command_executions.contains(cmd) {
+                s.command_executions.push(cmd.clone());
+            }
+        }
+    }
+    let c = &mut s.counts;
+    c.registry_keys_created = r.keys_created.len();
+    c.registry_keys_deleted = r.keys_deleted.len();
+    c.registry_values_set = r.values_set.len();
+    c.registry_values_deleted = r.values_deleted.len();
+    c.mutexes = report.mutexes.len();
+    c.services = report.services.len();
+    c.events_of_note = report.events_of_note.len();
+}
+
+fn dedup(list: &mut Vec<String>) {
+    let mut seen = BTreeSet::new();
+    list.retain(|x| seen.insert(x.clone()));
+}
+
+fn strip_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = s.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &s[prefix.len()..])
+}
