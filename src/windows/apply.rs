@@ -32,6 +32,8 @@ const WINE_CHURN: &[&str] = &[
     "registry\\machine\\software\\microsoft\\windows nt\\currentversion\\networkcards",
     "registry\\machine\\hardware\\",
     "registry\\user\\s-1-5-21-0-0-0-1000\\software\\wine\\",
+    // Rewritten from the Unix environment at every start.
+    "registry\\user\\s-1-5-21-0-0-0-1000\\volatile environment",
 ];
 
 /// Adds the Windows sections to `report`. Missing or damaged inputs become `incomplete` entries.
@@ -637,4 +639,452 @@ fn strip_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
     let head = s.get(..prefix.len())?;
     head.eq_ignore_ascii_case(prefix)
         .then(|| &s[prefix.len()..])
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    use super::*;
+    use crate::config::Limits;
+    use crate::report::{
+        EndReason, Environment, Execution, Files, Network, Output, ReportStatus, SampleInfo,
+        Summary,
+    };
+
+    /// The prefix the fixtures were captured with.
+    const PREFIX: &str = "/tmp/wintrace-MR0T/home/.wine";
+
+    fn data(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/wine")
+            .join(name)
+    }
+
+    fn process(id: u32, pid: i32, image: &str) -> Process {
+        Process {
+            id,
+            pid,
+            ppid: 1,
+            parent_id: None,
+            image: image.into(),
+            image_sha256: None,
+            argv: vec![image.into()],
+            cwd: "/".into(),
+            uid: Some(1000),
+            started_at: f64::from(id) / 10.0,
+            ended_at: None,
+            exit_code: None,
+            signal: None,
+            reparented: false,
+            threads: 1,
+            execs: 1,
+            windows: None,
+        }
+    }
+
+    fn report(processes: Vec<Process>, files: Files) -> Report {
+        Report {
+            analysis_id: "test".into(),
+            status: ReportStatus::Completed,
+            report_version: crate::report::REPORT_VERSION.into(),
+            sample: SampleInfo {
+                file_name: "x.exe".into(),
+                sandbox_path: "x.exe".into(),
+                size: 0,
+                md5: String::new(),
+                sha1: String::new(),
+                sha256: String::new(),
+                file_type: String::new(),
+                platform: "windows".into(),
+                arch: "x86_64".into(),
+            },
+            environment: Environment {
+                backend: "native".into(),
+                image: "windows".into(),
+                image_digest: String::new(),
+                network: "none".into(),
+                limits: Limits {
+                    timeout_s: 30,
+                    memory_bytes: 1 << 30,
+                    cpus: 1.0,
+                    pids: 256,
+                    disk_bytes: 1 << 30,
+                },
+                hostname: "h".into(),
+                cgroup_version: "v2".into(),
+                aegis_version: "0".into(),
+            },
+            execution: Execution {
+                command: Vec::new(),
+                cwd: "/".into(),
+                started_at: String::new(),
+                ended_at: String::new(),
+                duration_s: 1.0,
+                exit_code: Some(0),
+                signal: None,
+                end_reason: EndReason::Exited,
+                limits_hit: Vec::new(),
+                memory_peak_bytes: None,
+                cpu_time_s: None,
+                error: None,
+            },
+            processes,
+            process_tree: Vec::new(),
+            files,
+            network: Network::default(),
+            events_of_note: Vec::new(),
+            registry: Registry::default(),
+            mutexes: Vec::new(),
+            services: Vec::new(),
+            output: Output::default(),
+            summary: Summary::default(),
+            incomplete: Vec::new(),
+        }
+    }
+
+    /// A run directory with the given hive files (fixture names) as system/user/userdef.reg.
+    fn hives(dir: &Path, name: &str, files: [&str; 3]) -> PathBuf {
+        let d = dir.join(name);
+        std::fs::create_dir_all(&d).expect("mkdir");
+        for (target, source) in hives::HIVE_FILES.iter().zip(files) {
+            std::fs::copy(data(source), d.join(target)).expect("copy");
+        }
+        d
+    }
+
+    fn run(log: &str, before: PathBuf, after: PathBuf) -> WineRun {
+        WineRun {
+            prefix_guest_path: PREFIX.into(),
+            server_log: data(log),
+            hives_before: before,
+            hives_after: after,
+        }
+    }
+
+    /// A run with unchanged hives (the changes come from the trace).
+    fn trace_only(dir: &Path, log: &str) -> WineRun {
+        let same = [
+            "sc-before-system.reg",
+            "runkey64-after-user.reg",
+            "userdef.reg",
+        ];
+        let h = hives(dir, "hives", same);
+        run(log, h.clone(), h)
+    }
+
+    const RUN: &str = "HKEY_CURRENT_USER\\Software\\Microsoft\\Windows\\CurrentVersion\\Run";
+
+    fn value(name: &str, ty: &str, data: &str, at_end: bool) -> RegistryValue {
+        RegistryValue {
+            key: RUN.into(),
+            name: name.into(),
+            value_type: ty.into(),
+            data: data.into(),
+            process_id: Some(2),
+            exists_at_end: Some(at_end),
+        }
+    }
+
+    #[test]
+    fn run_key_values_with_data_and_final_state() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let before = hives(
+            dir.path(),
+            "before",
+            [
+                "sc-before-system.reg",
+                "runkey64-before-user.reg",
+                "userdef.reg",
+            ],
+        );
+        let after = hives(
+            dir.path(),
+            "after",
+            [
+                "sc-before-system.reg",
+                "runkey64-after-user.reg",
+                "userdef.reg",
+            ],
+        );
+        let procs = vec![
+            process(1, 99, "/usr/lib/wine/wineserver64"),
+            process(2, 11849, "/usr/lib/wine/wine64-preloader"),
+        ];
+        let mut r = report(procs, Files::default());
+        apply(&mut r, &run("runkey64.log", before, after));
+
+        assert!(r.incomplete.is_empty(), "{:?}", r.incomplete);
+        let updater = "C:\\ProgramData\\AegisTest\\updater.exe /quiet \"x\"";
+        assert_eq!(
+            r.registry.values_set,
+            [
+                value("AegisUpdater", "REG_SZ", updater, true),
+                value("AegisCount", "REG_DWORD", "0x0000002a (42)", true),
+                value("AegisTemp", "REG_SZ", "gone", false),
+            ]
+        );
+        assert_eq!(
+            r.registry.values_deleted,
+            [value("AegisTemp", "REG_SZ", "gone", false)]
+        );
+        assert!(r.registry.keys_created.is_empty());
+        assert_eq!(
+            r.summary.registry_keys_set,
+            [
+                format!("{RUN}\\AegisUpdater"),
+                format!("{RUN}\\AegisCount"),
+                format!("{RUN}\\AegisTemp")
+            ]
+        );
+        assert_eq!(
+            r.summary.registry_keys_deleted,
+            [format!("{RUN}\\AegisTemp")]
+        );
+        assert_eq!(r.summary.counts.registry_values_set, 3);
+        assert_eq!(r.summary.counts.registry_values_deleted, 1);
+
+        let sample = r.processes[1].windows.clone().expect("windows view");
+        assert_eq!(
+            sample,
+            WindowsProcess {
+                pid: Some(0xd0),
+                image: Some("C:\\samples\\runkey.exe".into()),
+                command_line: Some("\"C:\\samples\\runkey.exe\" ".into()),
+                parent_id: None,
+                role: "sample".into(),
+            }
+        );
+        let server = r.processes[0].windows.as_ref().map(|w| w.role.as_str());
+        assert_eq!(server, Some("wineserver"));
+    }
+
+    #[test]
+    fn the_32_bit_run_key_program_is_the_first_process() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let procs = vec![
+            process(1, 6698, "/usr/lib/wine/wine"),
+            process(2, 6700, "/usr/lib/wine/wine64"),
+        ];
+        let mut r = report(procs, Files::default());
+        apply(&mut r, &trace_only(dir.path(), "runkey32.log"));
+        let names: Vec<&str> = r
+            .registry
+            .values_set
+            .iter()
+            .map(|v| v.name.as_str())
+            .collect();
+        assert_eq!(names, ["AegisUpdater", "AegisCount", "AegisTemp"]);
+        assert!(r
+            .registry
+            .values_set
+            .iter()
+            .all(|v| v.process_id == Some(1)));
+        let roles: Vec<&str> = r
+            .processes
+            .iter()
+            .map(|p| p.windows.as_ref().map_or("", |w| w.role.as_str()))
+            .collect();
+        assert_eq!(
+            roles,
+            ["sample", "wine"],
+            "pid 6700 is wineboot, started by Wine"
+        );
+    }
+
+    #[test]
+    fn service_created_with_sc_create() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let before = hives(
+            dir.path(),
+            "before",
+            [
+                "sc-before-system.reg",
+                "runkey64-after-user.reg",
+                "userdef.reg",
+            ],
+        );
+        let after = hives(
+            dir.path(),
+            "after",
+            [
+                "sc-after-system.reg",
+                "runkey64-after-user.reg",
+                "userdef.reg",
+            ],
+        );
+        let procs = vec![
+            process(1, 12604, "/usr/lib/wine/wine64-preloader"),
+            process(2, 12647, "/usr/lib/wine/wine"),
+        ];
+        let mut r = report(procs, Files::default());
+        apply(&mut r, &run("sc.log", before, after));
+        assert_eq!(
+            r.services,
+            [Service {
+                name: "AegisSvc".into(),
+                operation: "created".into(),
+                binary_path: Some("C:\\ProgramData\\AegisTest\\svc.exe --service".into()),
+                display_name: Some("Aegis Test Service".into()),
+                start_type: Some("auto".into()),
+                process_id: Some(1),
+            }]
+        );
+        assert_eq!(r.summary.services_created, ["AegisSvc"]);
+        let key = "HKEY_LOCAL_MACHINE\\System\\CurrentControlSet\\Services\\AegisSvc";
+        assert_eq!(
+            r.registry.keys_created,
+            [RegistryKey {
+                key: key.into(),
+                process_id: Some(1)
+            }]
+        );
+        assert!(r
+            .registry
+            .values_set
+            .iter()
+            .all(|v| v.exists_at_end == Some(true)));
+        let sc = r.processes[1].windows.as_ref().expect("sc.exe");
+        assert_eq!(sc.image.as_deref(), Some("C:\\windows\\syswow64\\sc.exe"));
+        assert_eq!(
+            r.processes[0].windows.as_ref().map(|w| w.role.as_str()),
+            Some("wine")
+        );
+    }
+
+    #[test]
+    fn file_dropped_under_programdata_is_named_and_attributed_to_the_sample() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let unix = format!("{PREFIX}/dosdevices/c:/ProgramData/AegisTest/payload.bin");
+        let files = Files {
+            created: vec![FileEntry {
+                path: unix.clone(),
+                process_id: Some(1),
+                exists_at_end: true,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let procs = vec![
+            process(1, 99, "/usr/lib/wine/wineserver64"),
+            process(2, 5857, "/usr/lib/wine/wine64"),
+        ];
+        let mut r = report(procs, files);
+        r.summary.files_written = vec![unix];
+        apply(&mut r, &trace_only(dir.path(), "dropfile.log"));
+        let f = &r.files.created[0];
+        assert_eq!(
+            f.windows_path.as_deref(),
+            Some("C:\\ProgramData\\AegisTest\\payload.bin")
+        );
+        assert_eq!(
+            f.process_id,
+            Some(2),
+            "wineserver opened it for dropfile.exe"
+        );
+        assert_eq!(
+            r.summary.files_written,
+            ["C:\\ProgramData\\AegisTest\\payload.bin"]
+        );
+    }
+
+    #[test]
+    fn cmd_child_and_mutexes_and_wine_detection() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let procs = vec![
+            process(1, 5911, "/usr/lib/wine/wine64"),
+            process(2, 5913, "/usr/lib/wine/wine64"),
+        ];
+        let mut r = report(procs, Files::default());
+        apply(&mut r, &trace_only(dir.path(), "child.log"));
+        let cmd = r.processes[1].windows.as_ref().expect("cmd");
+        assert_eq!(cmd.parent_id, Some(1));
+        let line = "cmd.exe /c echo aegis-child > C:\\ProgramData\\child.txt";
+        assert_eq!(cmd.command_line.as_deref(), Some(line));
+        assert!(r.summary.command_executions.iter().any(|c| c == line));
+        assert!(r.mutexes.is_empty() && r.events_of_note.is_empty());
+
+        let procs = vec![process(1, 5733, "/usr/lib/wine/wine64")];
+        let mut r = report(procs, Files::default());
+        apply(&mut r, &trace_only(dir.path(), "mutex.log"));
+        let m = |name: &str| Mutex {
+            name: name.into(),
+            process_id: Some(1),
+        };
+        assert_eq!(
+            r.mutexes,
+            [m("Global\\AegisTestMutex_42"), m("Local\\Aegis\u{e9}Mutex")]
+        );
+        assert_eq!(r.summary.mutexes_created.len(), 2);
+
+        let procs = vec![process(1, 5985, "/usr/lib/wine/wine64")];
+        let mut r = report(procs, Files::default());
+        apply(&mut r, &trace_only(dir.path(), "winecheck.log"));
+        assert_eq!(r.events_of_note.len(), 1);
+        let e = &r.events_of_note[0];
+        assert_eq!(e.kind, "wine_detection");
+        assert_eq!(e.process_id, Some(1));
+        assert_eq!(
+            e.detail,
+            "HKEY_CURRENT_USER\\Software\\Wine: opened the key (access 0x00020019)"
+        );
+        assert_eq!(r.summary.counts.events_of_note, 1);
+    }
+
+    #[test]
+    fn missing_inputs_are_reported_as_incomplete() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let missing = dir.path().join("nothing");
+        let mut r = report(
+            vec![process(1, 10, "/usr/lib/wine/wine64")],
+            Files::default(),
+        );
+        apply(&mut r, &run("no-such.log", missing.clone(), missing));
+        let sections: Vec<&str> = r.incomplete.iter().map(|i| i.section.as_str()).collect();
+        assert_eq!(sections, ["windows", "registry"]);
+        assert!(r.incomplete[0].reason.contains("no-such.log"));
+        assert!(r.registry.values_set.is_empty() && r.mutexes.is_empty());
+        assert_eq!(r.processes[0].windows, None);
+    }
+
+    #[test]
+    fn without_a_trace_the_hive_diff_is_used_without_wines_own_churn() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let before = hives(
+            dir.path(),
+            "before",
+            [
+                "sc-before-system.reg",
+                "runkey64-before-user.reg",
+                "userdef.reg",
+            ],
+        );
+        let after = hives(
+            dir.path(),
+            "after",
+            [
+                "sc-after-system.reg",
+                "runkey64-after-user.reg",
+                "userdef.reg",
+            ],
+        );
+        let mut r = report(Vec::new(), Files::default());
+        apply(&mut r, &run("no-such.log", before, after));
+        let keys: BTreeSet<&str> = r
+            .registry
+            .values_set
+            .iter()
+            .map(|v| v.key.as_str())
+            .collect();
+        assert_eq!(
+            keys,
+            BTreeSet::from([
+                "HKEY_CURRENT_USER\\Software\\Microsoft\\Windows\\CurrentVersion\\Explorer\\Shell Folders",
+                RUN,
+                "HKEY_LOCAL_MACHINE\\System\\CurrentControlSet\\Services\\AegisSvc",
+            ])
+        );
+        assert!(r.registry.values_set.iter().all(|v| v.process_id.is_none()));
+        assert_eq!(r.incomplete.len(), 1);
+    }
 }

@@ -367,3 +367,231 @@ pub fn diff(before: &Hive, after: &Hive) -> HiveDiff {
     }
     d
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(path: &str) -> String {
+        let full = format!("{}/tests/data/wine/{path}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read_to_string(full).expect("fixture exists")
+    }
+
+    fn hive(path: &str) -> Hive {
+        Hive::parse(&data(path)).expect("a Wine hive")
+    }
+
+    fn bytes(b: &[u8], ty: u32) -> RegValue {
+        RegValue {
+            ty,
+            data: ValueData::Bytes(b.to_vec()),
+        }
+    }
+
+    #[test]
+    fn every_data_form_parses() {
+        let cases: &[(&str, RegValue)] = &[
+            (
+                r#""a\\b \"q\" \x4e2d""#,
+                RegValue {
+                    ty: REG_SZ,
+                    data: ValueData::Text("a\\b \"q\" \u{4e2d}".into()),
+                },
+            ),
+            (
+                r#"str(2):"%TEMP%\\x""#,
+                RegValue {
+                    ty: REG_EXPAND_SZ,
+                    data: ValueData::Text("%TEMP%\\x".into()),
+                },
+            ),
+            (
+                r#"str(7):"a\0b\0""#,
+                RegValue {
+                    ty: REG_MULTI_SZ,
+                    data: ValueData::Text("a\0b\0".into()),
+                },
+            ),
+            (
+                "dword:0000002a",
+                RegValue {
+                    ty: REG_DWORD,
+                    data: ValueData::Dword(42),
+                },
+            ),
+            ("hex:01,ff", bytes(&[1, 0xff], REG_BINARY)),
+            ("hex(2):41,00,00,00", bytes(&[0x41, 0, 0, 0], REG_EXPAND_SZ)),
+            (
+                "hex(7):61,00,00,00,00,00",
+                bytes(&[0x61, 0, 0, 0, 0, 0], REG_MULTI_SZ),
+            ),
+            (
+                "hex(b):88,77,66,55,44,33,22,11",
+                bytes(&[0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11], REG_QWORD),
+            ),
+            ("hex(0):", bytes(&[], REG_NONE)),
+        ];
+        for (text, want) in cases {
+            assert_eq!(parse_data(text).as_ref(), Some(want), "{text}");
+        }
+        assert_eq!(parse_data("dword:zz"), None);
+        assert_eq!(parse_data("hex:0g"), None);
+        assert_eq!(parse_data(r#""unterminated"#), None);
+    }
+
+    #[test]
+    fn rendering_for_the_report() {
+        let r = |s: &str| render(&parse_data(s).expect("parses"));
+        assert_eq!(r("dword:0000002a"), "0x0000002a (42)");
+        assert_eq!(r(r#"str(7):"one\0two\0three\0""#), "one\ntwo\nthree");
+        assert_eq!(r("hex(2):25,00,41,00,00,00"), "%A");
+        assert_eq!(r("hex(7):61,00,00,00,62,00,00,00,00,00"), "a\nb");
+        assert_eq!(
+            r("hex(b):88,77,66,55,44,33,22,11"),
+            "0x1122334455667788 (1234605616436508552)"
+        );
+        assert_eq!(r("hex:00,07,ff"), "00 07 ff");
+        assert_eq!(r("hex(4):2a,00,00,00"), "0x0000002a (42)");
+        let long = format!("\"{}\"", "x".repeat(DATA_CHARS_MAX + 1));
+        assert!(r(&long).ends_with(&format!("... ({} characters)", DATA_CHARS_MAX + 1)));
+        assert_eq!(type_name(REG_QWORD), "REG_QWORD");
+        assert_eq!(type_name(0x20), "REG_TYPE_32");
+    }
+
+    #[test]
+    fn a_real_hive_with_escaped_names_and_continued_hex() {
+        let h = hive("escapes-after-user.reg");
+        assert_eq!(h.root, "REGISTRY\\User\\S-1-5-21-0-0-0-1000");
+        assert_eq!(h.bad_lines, 0);
+        let key = "Software\\AegisEsc\\caf\u{e9} \"q\" [x]";
+        assert_eq!(
+            h.value(key, "Str\\Name"),
+            Some(&RegValue {
+                ty: REG_SZ,
+                data: ValueData::Text("C:\\Path\\with \"quotes\" and caf\u{e9} \u{4e2d}".into()),
+            })
+        );
+        let binary: Vec<u8> = (0..64u32).map(|i| (i * 7 % 256) as u8).collect();
+        assert_eq!(h.value(key, "binary"), Some(&bytes(&binary, REG_BINARY)));
+        assert_eq!(
+            h.value(key, "").map(render).as_deref(),
+            Some("0xdeadbeef (3735928559)")
+        );
+        assert_eq!(h.value(key, "Empty").map(render).as_deref(), Some(""));
+        // The parent key has no values and is not written, but it exists.
+        assert!(!h.keys.contains_key("software\\aegisesc"));
+        assert!(h.existing_keys().contains("software\\aegisesc"));
+    }
+
+    #[test]
+    fn not_a_hive_is_an_error() {
+        assert_eq!(
+            Hive::parse("REGEDIT4\n").unwrap_err(),
+            HiveError::NotWineRegistry
+        );
+    }
+
+    #[test]
+    fn diff_of_the_run_key_written_by_a_program() {
+        let d = diff(
+            &hive("runkey64-before-user.reg"),
+            &hive("runkey64-after-user.reg"),
+        );
+        assert!(d.keys_created.is_empty() && d.keys_deleted.is_empty());
+        assert!(d.values_deleted.is_empty());
+        let set: Vec<(String, String, String)> = d
+            .values_set
+            .iter()
+            .map(|(k, n, v)| (k.clone(), n.clone(), render(v)))
+            .collect();
+        let run = "Software\\Microsoft\\Windows\\CurrentVersion\\Run";
+        let ours: Vec<_> = set.iter().filter(|(k, _, _)| k == run).collect();
+        assert_eq!(
+            ours,
+            [
+                &(run.into(), "AegisCount".into(), "0x0000002a (42)".into()),
+                &(
+                    run.into(),
+                    "AegisUpdater".into(),
+                    "C:\\ProgramData\\AegisTest\\updater.exe /quiet \"x\"".into()
+                ),
+            ]
+        );
+        // The rest is Wine's own: the hives before were saved by a Wine started as another Unix
+        // user, and Wine rewrites the profile paths of the current user at every start.
+        let others: BTreeSet<&str> = set
+            .iter()
+            .filter(|(k, _, _)| k != run)
+            .map(|(k, _, _)| k.as_str())
+            .collect();
+        assert_eq!(
+            others,
+            BTreeSet::from([
+                "Software\\Microsoft\\Windows\\CurrentVersion\\Explorer\\Shell Folders",
+                "Volatile Environment"
+            ])
+        );
+    }
+
+    #[test]
+    fn diff_of_reg_add_and_reg_delete() {
+        let d = diff(
+            &hive("regcmd-before-user.reg"),
+            &hive("regcmd-after-user.reg"),
+        );
+        // `reg add` created AegisCmd and AegisCmd\Sub; `reg delete` removed Sub and AegisCmd's
+        // only value, so the final state has an empty AegisCmd and a new Run value.
+        assert_eq!(d.keys_created, ["Software\\AegisCmd"]);
+        assert!(d.keys_deleted.is_empty());
+        assert!(d.values_deleted.is_empty());
+        assert_eq!(d.values_set.len(), 1);
+        assert_eq!(d.values_set[0].1, "AegisCmd");
+        assert_eq!(
+            render(&d.values_set[0].2),
+            "C:\\ProgramData\\AegisTest\\run.bat"
+        );
+    }
+
+    #[test]
+    fn diff_finds_a_service_key_with_its_values() {
+        let d = diff(&hive("sc-before-system.reg"), &hive("sc-after-system.reg"));
+        assert_eq!(
+            d.keys_created,
+            ["System\\CurrentControlSet\\Services\\AegisSvc"]
+        );
+        let image = d
+            .values_set
+            .iter()
+            .find(|(_, n, _)| n == "ImagePath")
+            .map(|(_, _, v)| render(v));
+        assert_eq!(
+            image.as_deref(),
+            Some("C:\\ProgramData\\AegisTest\\svc.exe --service")
+        );
+        assert_eq!(d.values_set.len(), 8);
+    }
+
+    #[test]
+    fn diff_sees_deleted_keys_and_values() {
+        let before = Hive::parse(
+            "WINE REGISTRY Version 2\n;; All keys relative to REGISTRY\\\\Machine\n\n\
+             [A\\\\B] 1\n\"v\"=\"1\"\n\"w\"=dword:00000001\n\n[A\\\\B\\\\C] 1\n\"x\"=\"y\"\n\n[D] 1\n\"k\"=\"z\"\n",
+        )
+        .expect("hive");
+        let after = Hive::parse(
+            "WINE REGISTRY Version 2\n;; All keys relative to REGISTRY\\\\Machine\n\n\
+             [A\\\\B] 1\n\"v\"=\"2\"\n\n[E\\\\F] 1\n\"k\"=\"z\"\n",
+        )
+        .expect("hive");
+        let d = diff(&before, &after);
+        assert_eq!(d.keys_created, ["e", "E\\F"]);
+        assert_eq!(d.keys_deleted, ["A\\B\\C", "D"]);
+        assert_eq!(d.values_set.len(), 2);
+        assert_eq!(
+            (d.values_set[0].0.as_str(), d.values_set[0].1.as_str()),
+            ("A\\B", "v")
+        );
+        assert_eq!(d.values_deleted.len(), 1);
+        assert_eq!(d.values_deleted[0].1, "w");
+    }
+}
