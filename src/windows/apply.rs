@@ -12,6 +12,7 @@ use std::io::BufReader;
 use super::hives::{self, Hives};
 use super::paths::{hkey_path, windows_path};
 use super::reg::{render, type_name, RegValue, REG_DWORD};
+use super::relay;
 use super::trace::{self, Op, Role, Trace};
 use super::WineRun;
 use crate::report::{
@@ -96,6 +97,7 @@ pub fn apply(report: &mut Report, run: &WineRun) {
     if let Some(t) = &trace {
         report.mutexes = mutexes(t, &ids);
         wine_detection(report, t, &ids, &sid);
+        wine_exports(report, run, t, &ids);
         attribute_files(report, t, &ids, &run.prefix_guest_path);
     }
     windows_paths(report, &run.prefix_guest_path);
@@ -522,6 +524,48 @@ fn wine_detection(report: &mut Report, t: &Trace, ids: &ProcessIds, sid: &str) {
     }
 }
 
+/// `GetProcAddress(..., "wine_...")` by the sample, from the relay trace on its stderr.
+fn wine_exports(report: &mut Report, run: &WineRun, t: &Trace, ids: &ProcessIds) {
+    let Some(path) = &run.relay_log else {
+        return;
+    };
+    let text = match std::fs::read(path) {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        Err(e) => {
+            let reason = format!(
+                "Wine's relay trace {} could not be read: {e}",
+                path.display()
+            );
+            incomplete(report, "events_of_note", reason, None);
+            return;
+        }
+    };
+    let mut seen = BTreeSet::new();
+    for lookup in relay::export_lookups(&text) {
+        let wpid = t.threads.get(&lookup.tid).copied();
+        let is_wine_export = lookup.name.to_ascii_lowercase().starts_with("wine_");
+        if !is_wine_export || !wpid.is_some_and(|w| t.role(w) == Role::Sample) {
+            continue;
+        }
+        let process_id = ids.get(wpid);
+        let detail = format!(
+            "looked up the Wine export {} ({})",
+            lookup.name, lookup.function
+        );
+        if seen.insert((process_id, detail.clone())) {
+            let time = process_id
+                .and_then(|id| report.processes.iter().find(|p| p.id == id))
+                .map_or(0.0, |p| p.started_at);
+            report.events_of_note.push(EventOfNote {
+                kind: "wine_detection".into(),
+                process_id,
+                time,
+                detail,
+            });
+        }
+    }
+}
+
 /// wineserver opens and deletes files for its clients, so the monitor sees wineserver do it;
 /// the trace says which Windows process asked.
 fn attribute_files(report: &mut Report, t: &Trace, ids: &ProcessIds, prefix: &str) {
@@ -759,6 +803,7 @@ mod tests {
             server_log: data(log),
             hives_before: before,
             hives_after: after,
+            relay_log: None,
         }
     }
 
@@ -1029,6 +1074,36 @@ mod tests {
             "HKEY_CURRENT_USER\\Software\\Wine: opened the key (access 0x00020019)"
         );
         assert_eq!(r.summary.counts.events_of_note, 1);
+    }
+
+    #[test]
+    fn wine_get_version_looked_up_by_the_sample() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut run = trace_only(dir.path(), "winecheck-relay.log");
+        run.relay_log = Some(data("winecheck-relay.stderr"));
+        let pid = 15000; // replaced below by the sample's Unix pid from the trace
+        let mut r = report(
+            vec![process(1, pid, "/usr/lib/wine/wine64")],
+            Files::default(),
+        );
+        let t =
+            trace::read(BufReader::new(File::open(&run.server_log).expect("log"))).expect("read");
+        let sample = t
+            .processes
+            .values()
+            .find(|p| t.role(p.wpid) == Role::Sample)
+            .expect("sample");
+        r.processes[0].pid = sample.unix_pid.expect("unix pid");
+        apply(&mut r, &run);
+        let details: Vec<&str> = r.events_of_note.iter().map(|e| e.detail.as_str()).collect();
+        assert_eq!(
+            details,
+            [
+                "HKEY_CURRENT_USER\\Software\\Wine: opened the key (access 0x00020019)",
+                "looked up the Wine export wine_get_version (KERNEL32.GetProcAddress)",
+            ]
+        );
+        assert!(r.events_of_note.iter().all(|e| e.process_id == Some(1)));
     }
 
     #[test]

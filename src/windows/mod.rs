@@ -9,6 +9,7 @@ pub mod hives;
 pub mod lines;
 pub mod paths;
 pub mod reg;
+pub mod relay;
 pub mod trace;
 
 use std::path::PathBuf;
@@ -27,4 +28,7 @@ pub struct WineRun {
     pub hives_before: PathBuf,
     /// Host directory with the hives as wineserver saved them at the end of the run.
     pub hives_after: PathBuf,
+    /// The stderr of the sample's Wine processes when run with `WINEDEBUG=+relay` and the
+    /// prefix's `RelayInclude` (see [`relay`]); `None` when relay tracing was not on.
+    pub relay_log: Option<PathBuf>,
 }

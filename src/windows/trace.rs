@@ -133,6 +133,8 @@ pub struct Trace {
     pub dropped: u64,
     /// wineserver's own Unix pid, from its start line.
     pub wineserver_pid: Option<i32>,
+    /// Windows thread id → Windows pid.
+    pub threads: HashMap<u32, u32>,
     pub lines: u64,
     /// Lines longer than the reader keeps.
     pub cut_lines: u64,
@@ -222,6 +224,7 @@ pub fn read(reader: impl BufRead) -> io::Result<Trace> {
         state.line(&line);
     }
     state.flush_dump();
+    state.trace.threads = std::mem::take(&mut state.threads);
     state.trace.cut_lines = lines.cut;
     state.trace.ended_mid_line = lines.ended_mid_line;
     Ok(state.trace)
