@@ -13,7 +13,7 @@ use super::hives::{self, Hives};
 use super::paths::{hkey_path, windows_path};
 use super::reg::{render, type_name, RegValue, REG_DWORD};
 use super::relay;
-use super::trace::{self, Op, Role, Trace};
+use super::trace::{self, Op, ProcessKey, Role, Trace};
 use super::WineRun;
 use crate::report::{
     EventOfNote, FileEntry, Incomplete, Mutex, Process, Registry, RegistryKey, RegistryValue,
@@ -153,27 +153,27 @@ fn read_trace(report: &mut Report, run: &WineRun) -> Option<Trace> {
     Some(t)
 }
 
-/// Windows pid → report process `id`, through the Unix pid wineserver was told.
+/// Trace process → report process `id`, through the Unix pid wineserver was told.
 struct ProcessIds {
-    by_wpid: HashMap<u32, u32>,
+    by_key: HashMap<ProcessKey, u32>,
 }
 
 impl ProcessIds {
     fn new(report: &Report, trace: Option<&Trace>) -> Self {
-        let mut by_wpid = HashMap::new();
+        let mut by_key = HashMap::new();
         for p in trace.map(|t| t.processes.values()).into_iter().flatten() {
             let found = p
                 .unix_pid
                 .and_then(|pid| report_process(&report.processes, pid));
             if let Some(id) = found {
-                by_wpid.insert(p.wpid, id);
+                by_key.insert(p.key, id);
             }
         }
-        ProcessIds { by_wpid }
+        ProcessIds { by_key }
     }
 
-    fn get(&self, wpid: Option<u32>) -> Option<u32> {
-        wpid.and_then(|w| self.by_wpid.get(&w).copied())
+    fn get(&self, key: Option<ProcessKey>) -> Option<u32> {
+        key.and_then(|k| self.by_key.get(&k).copied())
     }
 }
 
@@ -193,7 +193,7 @@ fn role_name(role: Role) -> &'static str {
 
 fn label_processes(report: &mut Report, t: &Trace, ids: &ProcessIds) {
     for wp in t.processes.values() {
-        let Some(id) = ids.get(Some(wp.wpid)) else {
+        let Some(id) = ids.get(Some(wp.key)) else {
             continue;
         };
         let view = WindowsProcess {
@@ -201,7 +201,7 @@ fn label_processes(report: &mut Report, t: &Trace, ids: &ProcessIds) {
             image: wp.image.clone(),
             command_line: wp.command_line.clone(),
             parent_id: ids.get(wp.parent),
-            role: role_name(t.role(wp.wpid)).into(),
+            role: role_name(t.role(wp.key)).into(),
         };
         if let Some(p) = report.processes.iter_mut().find(|p| p.id == id) {
             p.windows = Some(view);
@@ -257,7 +257,7 @@ fn registry_from_trace(
     dropped: &mut u64,
 ) {
     for rec in &t.records {
-        let process_id = ids.get(rec.wpid);
+        let process_id = ids.get(rec.process);
         match &rec.op {
             Op::KeyCreated { key } => {
                 let key = hkey_path(key, sid);
@@ -436,7 +436,7 @@ fn services(t: Option<&Trace>, ids: &ProcessIds, sid: &str) -> Vec<Service> {
                     binary_path: None,
                     display_name: None,
                     start_type: None,
-                    process_id: ids.get(rec.wpid),
+                    process_id: ids.get(rec.process),
                 });
                 out.len() - 1
             }
@@ -463,7 +463,7 @@ fn started_services(out: &mut Vec<Service>, t: &Trace, ids: &ProcessIds) {
         let by_services = parent
             .and_then(|pp| pp.image.as_deref())
             .is_some_and(|i| i.to_lowercase().ends_with("\\services.exe"));
-        if !by_services || t.role(p.wpid) != Role::Sample || out.len() >= ENTRIES_MAX {
+        if !by_services || t.role(p.key) != Role::Sample || out.len() >= ENTRIES_MAX {
             continue;
         }
         let image = p.image.clone().unwrap_or_default();
@@ -481,7 +481,7 @@ fn started_services(out: &mut Vec<Service>, t: &Trace, ids: &ProcessIds) {
             binary_path: p.command_line.clone().or(p.image.clone()),
             display_name: None,
             start_type: None,
-            process_id: ids.get(Some(p.wpid)),
+            process_id: ids.get(Some(p.key)),
         });
     }
 }
@@ -493,7 +493,7 @@ fn mutexes(t: &Trace, ids: &ProcessIds) -> Vec<Mutex> {
         if let Op::MutexCreated { name } = &rec.op {
             let m = Mutex {
                 name: name.clone(),
-                process_id: ids.get(rec.wpid),
+                process_id: ids.get(rec.process),
             };
             push(&mut out, m, &mut dropped);
         }
@@ -507,7 +507,7 @@ fn wine_detection(report: &mut Report, t: &Trace, ids: &ProcessIds, sid: &str) {
         let Op::WineKeyRead { key, detail } = &rec.op else {
             continue;
         };
-        let process_id = ids.get(rec.wpid);
+        let process_id = ids.get(rec.process);
         let detail = format!("{}: {detail}", hkey_path(key, sid));
         if !seen.insert((process_id, detail.clone())) {
             continue;
@@ -580,7 +580,7 @@ fn attribute_files(report: &mut Report, t: &Trace, ids: &ProcessIds, prefix: &st
         if let Op::FileWritten { windows, .. } | Op::FileDeleted { windows, .. } = &rec.op {
             asked
                 .entry(windows.to_lowercase())
-                .or_insert(ids.get(rec.wpid));
+                .or_insert(ids.get(rec.process));
         }
     }
     let fix = |e: &mut FileEntry| {
@@ -657,7 +657,7 @@ fn summarize(report: &mut Report, t: Option<&Trace>, ids: &ProcessIds) {
     // The command lines of the processes the sample started, as Windows shows them.
     for p in t.map(|t| t.processes.values()).into_iter().flatten() {
         let started =
-            t.is_some_and(|t| t.role(p.wpid) == Role::Sample) && ids.get(p.parent).is_some();
+            t.is_some_and(|t| t.role(p.key) == Role::Sample) && ids.get(p.parent).is_some();
         if let (true, Some(cmd)) = (started, &p.command_line) {
             if !s.command_executions.contains(cmd) {
                 s.command_executions.push(cmd.clone());
@@ -1081,19 +1081,11 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut run = trace_only(dir.path(), "winecheck-relay.log");
         run.relay_log = Some(data("winecheck-relay.stderr"));
-        let pid = 15000; // replaced below by the sample's Unix pid from the trace
+        // winecheck.exe's Unix pid in that capture.
         let mut r = report(
-            vec![process(1, pid, "/usr/lib/wine/wine64")],
+            vec![process(1, 4923, "/usr/lib/wine/wine64")],
             Files::default(),
         );
-        let t =
-            trace::read(BufReader::new(File::open(&run.server_log).expect("log"))).expect("read");
-        let sample = t
-            .processes
-            .values()
-            .find(|p| t.role(p.wpid) == Role::Sample)
-            .expect("sample");
-        r.processes[0].pid = sample.unix_pid.expect("unix pid");
         apply(&mut r, &run);
         let details: Vec<&str> = r.events_of_note.iter().map(|e| e.detail.as_str()).collect();
         assert_eq!(

@@ -54,14 +54,20 @@ pub enum Role {
     Sample,
 }
 
+/// Identifies a process within one trace: its Windows pid in the low 32 bits and, in the high
+/// bits, how many processes had that pid before (wineserver reuses the ids of ended processes
+/// once 256 of them are free, so a busy sample can see a pid twice).
+pub type ProcessKey = u64;
+
 /// One Windows process seen in the trace.
 #[derive(Debug, Clone, Default)]
 pub struct WineProcess {
+    pub key: ProcessKey,
     /// Windows process id (wineserver's).
     pub wpid: u32,
     pub unix_pid: Option<i32>,
-    /// Windows pid of the process that created it.
-    pub parent: Option<u32>,
+    /// The process that created it.
+    pub parent: Option<ProcessKey>,
     /// `C:\windows\system32\cmd.exe`.
     pub image: Option<String>,
     pub command_line: Option<String>,
@@ -116,25 +122,25 @@ pub enum Op {
     },
 }
 
-/// An [`Op`] and the Windows pid of the process that did it.
+/// An [`Op`] and the process that did it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
-    pub wpid: Option<u32>,
+    pub process: Option<ProcessKey>,
     pub op: Op,
 }
 
 /// What a trace says.
 #[derive(Debug, Clone, Default)]
 pub struct Trace {
-    pub processes: BTreeMap<u32, WineProcess>,
+    pub processes: BTreeMap<ProcessKey, WineProcess>,
     /// Operations of the sample's processes (and service changes made for them by services.exe).
     pub records: Vec<Record>,
     /// Records left out over [`RECORDS_MAX`].
     pub dropped: u64,
     /// wineserver's own Unix pid, from its start line.
     pub wineserver_pid: Option<i32>,
-    /// Windows thread id → Windows pid.
-    pub threads: HashMap<u32, u32>,
+    /// Windows thread id → its process.
+    pub threads: HashMap<u32, ProcessKey>,
     pub lines: u64,
     /// Lines longer than the reader keeps.
     pub cut_lines: u64,
@@ -144,12 +150,12 @@ pub struct Trace {
 
 impl Trace {
     /// The role of a process, from what the trace said up to now.
-    pub fn role(&self, wpid: u32) -> Role {
-        self.role_at(wpid, 0)
+    pub fn role(&self, key: ProcessKey) -> Role {
+        self.role_at(key, 0)
     }
 
-    fn role_at(&self, wpid: u32, depth: usize) -> Role {
-        let Some(p) = self.processes.get(&wpid) else {
+    fn role_at(&self, key: ProcessKey, depth: usize) -> Role {
+        let Some(p) = self.processes.get(&key) else {
             return Role::Sample;
         };
         if p.first && !p.loaded {
@@ -233,14 +239,16 @@ pub fn read(reader: impl BufRead) -> io::Result<Trace> {
 #[derive(Default)]
 struct State {
     trace: Trace,
-    /// Thread id → Windows pid.
-    threads: HashMap<u32, u32>,
+    /// Thread id → its process.
+    threads: HashMap<u32, ProcessKey>,
+    /// Windows pid → the process that has it now.
+    current: HashMap<u32, ProcessKey>,
     /// Request in progress per thread.
     pending: HashMap<u32, (String, Pending)>,
-    /// (Windows pid, handle) → key path (`\Registry\...`).
-    keys: HashMap<(u32, u32), String>,
-    /// (Windows pid, handle) → Windows pid of the process the handle refers to.
-    process_handles: HashMap<(u32, u32), u32>,
+    /// (process, handle) → key path (`\Registry\...`).
+    keys: HashMap<(ProcessKey, u32), String>,
+    /// (process, handle) → the process the handle refers to.
+    process_handles: HashMap<(ProcessKey, u32), ProcessKey>,
     /// Thread of the last prefixed line: the owner of the next dump line.
     last_tid: Option<u32>,
     /// A dump line whose `hex:` data continues on the next lines.
@@ -302,8 +310,16 @@ impl State {
         }
     }
 
-    fn process_of(&self, tid: u32) -> Option<u32> {
+    fn process_of(&self, tid: u32) -> Option<ProcessKey> {
         self.threads.get(&tid).copied()
+    }
+
+    /// A key for a process that gets Windows pid `wpid` now.
+    fn new_key(&mut self, wpid: u32) -> ProcessKey {
+        let generation = self.current.get(&wpid).map_or(0, |k| (k >> 32) + 1);
+        let key = (generation << 32) | u64::from(wpid);
+        self.current.insert(wpid, key);
+        key
     }
 
     fn request(&mut self, tid: u32, name: &str, args: &str) {
@@ -388,15 +404,20 @@ impl State {
                 let child = field(fields, "pid").and_then(hex);
                 let handle = field(fields, "handle").and_then(hex);
                 if let Some(child) = child {
+                    let key = self.new_key(child);
                     let by_wine = wpid.is_some_and(|w| self.trace.role(w) != Role::Sample);
-                    let p = self.trace.processes.entry(child).or_default();
-                    p.spawned_by_wine = by_wine;
-                    p.wpid = child;
-                    p.parent = wpid;
-                    p.image = image;
-                    p.command_line = cmdline;
+                    let p = WineProcess {
+                        key,
+                        wpid: child,
+                        parent: wpid,
+                        image,
+                        command_line: cmdline,
+                        spawned_by_wine: by_wine,
+                        ..WineProcess::default()
+                    };
+                    self.trace.processes.insert(key, p);
                     if let (Some(w), Some(h)) = (wpid, handle) {
-                        self.process_handles.insert((w, h), child);
+                        self.process_handles.insert((w, h), key);
                     }
                 }
             }
@@ -414,9 +435,14 @@ impl State {
                 let pid = field(fields, "pid").and_then(hex);
                 let new_tid = field(fields, "tid").and_then(hex).unwrap_or(tid);
                 if let Some(pid) = pid {
-                    self.threads.insert(new_tid, pid);
                     let first = self.trace.processes.is_empty();
-                    let p = self.trace.processes.entry(pid).or_default();
+                    let key = match self.current.get(&pid) {
+                        Some(k) => *k,
+                        None => self.new_key(pid),
+                    };
+                    self.threads.insert(new_tid, key);
+                    let p = self.trace.processes.entry(key).or_default();
+                    p.key = key;
                     p.wpid = pid;
                     p.unix_pid = unix_pid;
                     p.first = first && p.parent.is_none();
@@ -429,7 +455,7 @@ impl State {
     /// The full path of `name` opened relative to handle `parent` (0: `name` is absolute).
     fn key_path(
         &self,
-        wpid: Option<u32>,
+        wpid: Option<ProcessKey>,
         parent: Option<&str>,
         name: Option<&str>,
     ) -> Option<String> {
@@ -445,7 +471,7 @@ impl State {
         Some(format!("{base}\\{name}"))
     }
 
-    fn loaded(&mut self, wpid: Option<u32>) {
+    fn loaded(&mut self, wpid: Option<ProcessKey>) {
         let Some(p) = wpid.and_then(|w| self.trace.processes.get_mut(&w)) else {
             return;
         };
@@ -455,7 +481,7 @@ impl State {
         }
     }
 
-    fn record(&mut self, wpid: Option<u32>, op: Op) {
+    fn record(&mut self, wpid: Option<ProcessKey>, op: Op) {
         if is_wine_own(&op) {
             return;
         }
@@ -463,21 +489,21 @@ impl State {
             self.trace.dropped += 1;
             return;
         }
-        self.trace.records.push(Record { wpid, op });
+        self.trace.records.push(Record { process: wpid, op });
     }
 
-    fn is_sample(&self, wpid: Option<u32>) -> bool {
+    fn is_sample(&self, wpid: Option<ProcessKey>) -> bool {
         wpid.is_some_and(|w| self.trace.role(w) == Role::Sample)
     }
 
-    fn is_services(&self, wpid: Option<u32>) -> bool {
+    fn is_services(&self, wpid: Option<ProcessKey>) -> bool {
         let image = wpid.and_then(|w| self.trace.processes.get(&w)?.image.clone());
         image.is_some_and(|i| is_wine_program(&i) && base(&i) == "services.exe")
     }
 
     /// Wine's loader opens `Software\Wine` in every process with full access (0x000f003f); an
     /// open with another access mask by the loaded sample is the sample's own.
-    fn key_opened(&mut self, wpid: Option<u32>, path: &str, access: u32) {
+    fn key_opened(&mut self, wpid: Option<ProcessKey>, path: &str, access: u32) {
         if WINE_OWN_ACCESS.contains(&access) || !is_wine_config_key(path) {
             return;
         }
@@ -488,7 +514,7 @@ impl State {
         }
     }
 
-    fn key_read(&mut self, wpid: Option<u32>, request: &str, args: &str) {
+    fn key_read(&mut self, wpid: Option<ProcessKey>, request: &str, args: &str) {
         if !self.is_sample(wpid) || !self.loaded_process(wpid) {
             return;
         }
@@ -518,12 +544,12 @@ impl State {
         self.record(wpid, Op::WineKeyRead { key, detail });
     }
 
-    fn loaded_process(&self, wpid: Option<u32>) -> bool {
+    fn loaded_process(&self, wpid: Option<ProcessKey>) -> bool {
         wpid.and_then(|w| self.trace.processes.get(&w))
             .is_some_and(|p| p.loaded)
     }
 
-    fn mutex(&mut self, wpid: Option<u32>, args: &str) {
+    fn mutex(&mut self, wpid: Option<ProcessKey>, args: &str) {
         let objattr = field(args, "objattr").and_then(group).unwrap_or("");
         let name = field(objattr, "name").and_then(string).unwrap_or_default();
         if !name.is_empty() && self.is_sample(wpid) {
@@ -531,7 +557,7 @@ impl State {
         }
     }
 
-    fn file(&mut self, wpid: Option<u32>, args: &str) {
+    fn file(&mut self, wpid: Option<ProcessKey>, args: &str) {
         let objattr = field(args, "objattr").and_then(group).unwrap_or("");
         let nt = field(objattr, "name").and_then(string).unwrap_or_default();
         let unix = field(args, "filename").and_then(string).unwrap_or_default();
@@ -715,7 +741,7 @@ mod tests {
     fn samples(t: &Trace) -> Vec<&WineProcess> {
         t.processes
             .values()
-            .filter(|p| t.role(p.wpid) == Role::Sample)
+            .filter(|p| t.role(p.key) == Role::Sample)
             .collect()
     }
 
@@ -777,11 +803,11 @@ mod tests {
             first.image.as_deref(),
             Some("C:\\windows\\syswow64\\start.exe")
         );
-        assert_eq!(t.role(first.wpid), Role::Wine);
-        assert_eq!(s[0].parent, Some(first.wpid));
+        assert_eq!(t.role(first.key), Role::Wine);
+        assert_eq!(s[0].parent, Some(first.key));
         let got: Vec<Op> = t.records.iter().map(|r| r.op.clone()).collect();
         assert_eq!(got, run_key_ops());
-        assert!(t.records.iter().all(|r| r.wpid == Some(s[0].wpid)));
+        assert!(t.records.iter().all(|r| r.process == Some(s[0].key)));
     }
 
     #[test]
@@ -869,7 +895,7 @@ mod tests {
             .as_deref()
             .is_some_and(|c| c.contains("create AegisSvc binPath= ")));
         let key = "REGISTRY\\Machine\\System\\CurrentControlSet\\Services\\AegisSvc";
-        let services = t.records.iter().find_map(|r| r.wpid).expect("a writer");
+        let services = t.records.iter().find_map(|r| r.process).expect("a writer");
         let image = t.processes[&services].image.as_deref();
         assert_eq!(image, Some("C:\\windows\\system32\\services.exe"));
         assert_eq!(t.records[0].op, Op::KeyCreated { key: key.into() });
@@ -917,7 +943,7 @@ mod tests {
             s[1].command_line.as_deref(),
             Some("cmd.exe /c echo aegis-child > C:\\ProgramData\\child.txt")
         );
-        assert_eq!(s[1].parent, Some(s[0].wpid));
+        assert_eq!(s[1].parent, Some(s[0].key));
         assert_eq!(s[1].unix_pid, Some(5913));
         // cmd's own user32/gdi32 work (keyboard layout, font mutex, Software\Wine) is Wine's.
         assert_eq!(
@@ -1011,6 +1037,63 @@ mod tests {
         assert!(t.ended_mid_line);
         assert_eq!(t.processes[&0x20].unix_pid, Some(7));
         assert!(t.records.is_empty());
+    }
+
+    #[test]
+    fn a_reused_windows_pid_is_a_new_process() {
+        // Line shapes from the real traces; wineserver handed out pid 0100 twice.
+        let text = r#"0024: init_first_thread( unix_pid=7, unix_tid=7, debug_level=0 )
+0024: init_first_thread() = 0 { pid=0020, tid=0024 }
+0024: init_process_done( teb=1 )
+0024: new_process( token=0000, info={imagepath=L"C:\\a.exe",cmdline=L"a.exe"}, env=L"" )
+0024: new_process() = 0 { info=005c, pid=0100, handle=0060 }
+0024: new_thread( process=0060, access=001fffff )
+0024: new_thread() = 0 { tid=0104, handle=0064 }
+0104: init_first_thread( unix_pid=8, unix_tid=8, debug_level=0 )
+0104: init_first_thread() = 0 { pid=0100, tid=0104 }
+0104: init_process_done( teb=1 )
+0104: create_mutex( access=001f0001, owned=1, objattr={rootdir=0038,name=L"first"} )
+0024: new_process( token=0000, info={imagepath=L"C:\\b.exe",cmdline=L"b.exe x"}, env=L"" )
+0024: new_process() = 0 { info=005c, pid=0100, handle=0068 }
+0024: new_thread( process=0068, access=001fffff )
+0024: new_thread() = 0 { tid=0108, handle=006c }
+0108: init_first_thread( unix_pid=9, unix_tid=9, debug_level=0 )
+0108: init_first_thread() = 0 { pid=0100, tid=0108 }
+0108: init_process_done( teb=1 )
+0108: create_mutex( access=001f0001, owned=1, objattr={rootdir=0038,name=L"second"} )
+"#;
+        let t = read(io::BufReader::new(text.as_bytes())).expect("readable");
+        let second: ProcessKey = (1 << 32) | 0x100;
+        assert_eq!(t.processes[&0x100].unix_pid, Some(8));
+        assert_eq!(t.processes[&second].unix_pid, Some(9));
+        assert_eq!(
+            t.processes[&second].command_line.as_deref(),
+            Some("b.exe x")
+        );
+        let who: Vec<Option<ProcessKey>> = t.records.iter().map(|r| r.process).collect();
+        assert_eq!(who, [Some(0x100), Some(second)]);
+    }
+
+    #[test]
+    fn truncated_and_garbled_lines_never_panic() {
+        // Every prefix of real lines of each kind: requests, replies, dump lines, continuations.
+        let t = fixture("escapes");
+        assert!(!t.records.is_empty());
+        let path = format!("{}/tests/data/wine/escapes.log", env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(path).expect("fixture");
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("AegisEsc") || l.starts_with("  ") || l.contains("new_process"))
+            .take(40)
+            .collect();
+        for line in lines {
+            for (cut, _) in line.char_indices() {
+                let input = format!("{}\n{}", &line[..cut], line);
+                read(io::BufReader::new(input.as_bytes())).expect("reads");
+            }
+        }
+        let garbage = "ffff: ( ) = {\n: \nSet key \nSet key  value \"\n00\n0024: create_key() = 0 { hkey=zz }\n";
+        read(io::BufReader::new(garbage.as_bytes())).expect("reads");
     }
 
     #[test]
