@@ -456,10 +456,11 @@ fn services(t: Option<&Trace>, ids: &ProcessIds, sid: &str) -> Vec<Service> {
     out
 }
 
-/// A sample process whose parent is services.exe is a service it started.
+/// A sample process whose parent is services.exe is a service it started; its name is the
+/// service whose `ImagePath` services.exe read and that names the process's image.
 fn started_services(out: &mut Vec<Service>, t: &Trace, ids: &ProcessIds) {
     for p in t.processes.values() {
-        let parent = p.parent.and_then(|w| t.processes.get(&w));
+        let parent = p.parent.and_then(|k| t.processes.get(&k));
         let by_services = parent
             .and_then(|pp| pp.image.as_deref())
             .is_some_and(|i| i.to_lowercase().ends_with("\\services.exe"));
@@ -467,18 +468,24 @@ fn started_services(out: &mut Vec<Service>, t: &Trace, ids: &ProcessIds) {
             continue;
         }
         let image = p.image.clone().unwrap_or_default();
-        let name = out
-            .iter()
-            .find(|s| {
-                s.binary_path
-                    .as_deref()
-                    .is_some_and(|b| b.to_lowercase().contains(&image.to_lowercase()))
-            })
-            .map_or_else(|| image.clone(), |s| s.name.clone());
+        let wanted = image.to_lowercase();
+        let known = t
+            .service_images
+            .values()
+            .map(|(name, path)| (name, path))
+            .chain(
+                out.iter()
+                    .filter_map(|s| Some((&s.name, s.binary_path.as_ref()?))),
+            )
+            .find(|(_, path)| !wanted.is_empty() && path.to_lowercase().contains(&wanted));
+        let (name, binary_path) = match known {
+            Some((name, path)) => (name.clone(), Some(path.clone())),
+            None => (image.clone(), p.command_line.clone()),
+        };
         out.push(Service {
             name,
             operation: "started".into(),
-            binary_path: p.command_line.clone().or(p.image.clone()),
+            binary_path,
             display_name: None,
             start_type: None,
             process_id: ids.get(Some(p.key)),
@@ -995,6 +1002,33 @@ mod tests {
             r.processes[0].windows.as_ref().map(|w| w.role.as_str()),
             Some("wine")
         );
+    }
+
+    #[test]
+    fn service_started_with_sc_start() {
+        // `sc create AegisStart binPath= C:\samples\mutex.exe` earlier, then `sc start`.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let procs = vec![
+            process(1, 28501, "/usr/lib/wine/wine"),
+            process(2, 28514, "/usr/lib/wine/wine64"),
+        ];
+        let mut r = report(procs, Files::default());
+        apply(&mut r, &trace_only(dir.path(), "scstart.log"));
+        assert_eq!(
+            r.services,
+            [Service {
+                name: "AegisStart".into(),
+                operation: "started".into(),
+                binary_path: Some("C:\\samples\\mutex.exe".into()),
+                display_name: None,
+                start_type: None,
+                process_id: Some(2),
+            }]
+        );
+        assert!(r.summary.services_created.is_empty());
+        // The started program is the sample's: its mutexes are reported.
+        assert_eq!(r.mutexes.len(), 2);
+        assert!(r.mutexes.iter().all(|m| m.process_id == Some(2)));
     }
 
     #[test]

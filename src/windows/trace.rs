@@ -25,6 +25,8 @@ use super::reg::{parse_value_line, RegValue};
 
 /// Records kept from one trace; beyond this they are counted in [`Trace::dropped`].
 pub const RECORDS_MAX: usize = 20_000;
+/// Services remembered from services.exe's reads of its database.
+pub const SERVICES_MAX: usize = 5_000;
 /// Key handles remembered at once across all processes (a sample may leak handles).
 const HANDLES_MAX: usize = 100_000;
 
@@ -141,6 +143,9 @@ pub struct Trace {
     pub wineserver_pid: Option<i32>,
     /// Windows thread id → its process.
     pub threads: HashMap<u32, ProcessKey>,
+    /// Services as services.exe read them from the registry (its database, loaded at start):
+    /// lower-case name → (name, `ImagePath`), at most [`SERVICES_MAX`].
+    pub service_images: BTreeMap<String, (String, String)>,
     pub lines: u64,
     /// Lines longer than the reader keeps.
     pub cut_lines: u64,
@@ -591,6 +596,10 @@ impl State {
         };
         let wanted = self.is_sample(wpid);
         let services = self.is_services(wpid);
+        if services && req == "get_key_value" {
+            self.service_read(line, &pending);
+            return;
+        }
         let op = match req.as_str() {
             "create_key" => line
                 .strip_prefix("Create key ")
@@ -666,6 +675,33 @@ fn is_wine_own(op: &Op) -> bool {
 /// the Windows version emulated: `Version`); a sample reading them is not told apart.
 const WINE_OWN_VALUES: &[&str] = &["ShowDotFiles", "Version"];
 
+impl State {
+    /// `Get key ...\\Services\\<name> value "ImagePath"=...` by services.exe.
+    fn service_read(&mut self, line: &str, pending: &Pending) {
+        let Some((key, name, value)) = line
+            .strip_prefix("Get key ")
+            .and_then(|rest| split_value(rest, pending))
+        else {
+            return;
+        };
+        let lower = key.to_lowercase();
+        let Some(service) = lower.strip_prefix(SERVICES_PREFIX) else {
+            return;
+        };
+        let images = &mut self.trace.service_images;
+        let known = images.contains_key(service);
+        if !name.eq_ignore_ascii_case("ImagePath") || service.contains('\\') {
+            return;
+        }
+        if known || images.len() < SERVICES_MAX {
+            let display = key[key.len() - service.len()..].to_string();
+            images.insert(service.to_string(), (display, super::reg::render(&value)));
+        }
+    }
+}
+
+const SERVICES_PREFIX: &str = "registry\\machine\\system\\currentcontrolset\\services\\";
+
 const FILE_OPEN: u32 = 1;
 const FILE_DIRECTORY_FILE: u32 = 0x1;
 const FILE_DELETE_ON_CLOSE: u32 = 0x1000;
@@ -692,8 +728,7 @@ fn is_service_change(op: &Op) -> bool {
         Op::KeyCreated { key } | Op::ValueSet { key, .. } | Op::KeyDeleted { key } => key,
         _ => return false,
     };
-    key.to_lowercase()
-        .starts_with("registry\\machine\\system\\currentcontrolset\\services\\")
+    key.to_lowercase().starts_with(SERVICES_PREFIX)
 }
 
 /// `KEY value "name"=data` → (key, name, value), using the request's value name to find where
