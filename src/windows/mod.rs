@@ -1,6 +1,22 @@
 //! Windows samples under Wine: what wineserver's request trace and the prefix's registry hives
 //! say, turned into the report's Windows sections (registry, mutexes, services, Windows paths and
 //! process names, Wine detection).
+//!
+//! The orchestrator gathers, per run, what [`WineRun`] names, then calls [`apply`] on the report
+//! the Linux monitor's events produced:
+//! 1. wineserver started first, in the sandbox, as `wineserver -f -d2` with the sample's
+//!    `WINEPREFIX` and its stderr in a file (Wine drops debug output sent to `/dev/null`): the
+//!    `-d2` registry dump lines carry full key paths and values, `-d1` alone is not enough.
+//! 2. At the end, wineserver saves the registry when it exits by itself (3 s after its last
+//!    client) or on SIGTERM, not on SIGKILL: `hives_after` then holds `system.reg`, `user.reg`
+//!    and `userdef.reg` as they ended (an overlay's upper dir holds only the changed ones: fill
+//!    in the others from the image). `hives_before` holds the image's.
+//! 3. Optional: with `RelayInclude` = `kernel32.GetProcAddress;kernelbase.GetProcAddress` under
+//!    `HKCU\Software\Wine\Debug` in the image's prefix and `WINEDEBUG=+relay` for the sample,
+//!    its stderr carries the lookups of `wine_*` exports ([`relay`]); pass that file as
+//!    `relay_log`, and [`relay::strip_debug_lines`] gives the sample's own stderr back.
+//!
+//! Nothing here fails: a missing or damaged input becomes an `incomplete[]` entry.
 
 pub mod apply;
 pub mod escape;
