@@ -18,7 +18,7 @@
 //!
 //! Nothing here fails: a missing or damaged input becomes an `incomplete[]` entry.
 
-pub mod apply;
+pub mod activity;
 pub mod escape;
 pub mod fields;
 pub mod hives;
@@ -30,7 +30,7 @@ pub mod trace;
 
 use std::path::PathBuf;
 
-pub use apply::apply;
+pub use activity::apply;
 
 /// Where one run's Wine evidence is, as the orchestrator collected it.
 #[derive(Debug, Clone, PartialEq, Eq)]
