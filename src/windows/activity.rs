@@ -39,61 +39,23 @@ const WINE_CHURN: &[&str] = &[
 
 /// Adds the Windows sections to `report`. Missing or damaged inputs become `incomplete` entries.
 pub fn apply(report: &mut Report, run: &WineRun) {
+    // The evidence; what is missing is said in `incomplete`.
     let trace = read_trace(report, run);
     let before = Hives::read(&run.hives_before);
-    let after = Hives::read(&run.hives_after);
-    let hives_saved = after.problems.is_empty();
-    if !hives_saved {
-        let reasons: Vec<String> = after
-            .problems
-            .iter()
-            .map(|(f, e)| format!("{f}: {e}"))
-            .collect();
-        incomplete(
-            report,
-            "registry",
-            format!(
-            "the prefix's registry was not saved at the end (wineserver did not exit cleanly?), \
-             so final values are unknown: {}", reasons.join("; ")),
-            None,
-        );
-    }
-    let sid = after.user_sid();
+    let after = read_final_hives(report, run);
+    let sid = after
+        .as_ref()
+        .map_or_else(|| before.user_sid(), Hives::user_sid);
+
+    // Processes first: everything else names them by report id.
     let ids = ProcessIds::new(report, trace.as_ref());
     if let Some(t) = &trace {
         label_processes(report, t, &ids);
     }
     label_wineserver(report, trace.as_ref());
 
-    let mut registry = Registry::default();
-    let mut dropped = 0u64;
-    if let Some(t) = &trace {
-        registry_from_trace(&mut registry, t, &ids, &sid, &mut dropped);
-    }
-    let trace_whole = trace
-        .as_ref()
-        .is_some_and(|t| t.dropped == 0 && !t.ended_mid_line);
-    if !trace_whole && hives_saved && before.problems.is_empty() {
-        registry_from_diff(
-            &mut registry,
-            &hives::diff(&before, &after),
-            &sid,
-            &mut dropped,
-        );
-    }
-    if hives_saved {
-        final_state(&mut registry, &after, &sid);
-    }
-    if dropped > 0 {
-        incomplete(
-            report,
-            "registry",
-            format!("more than {ENTRIES_MAX} entries in a list"),
-            Some(dropped),
-        );
-    }
+    report.registry = registry(report, trace.as_ref(), &ids, &sid, &before, after.as_ref());
     report.services = services(trace.as_ref(), &ids, &sid);
-    report.registry = registry;
     if let Some(t) = &trace {
         report.mutexes = mutexes(t, &ids);
         wine_detection(report, t, &ids, &sid);
@@ -102,6 +64,55 @@ pub fn apply(report: &mut Report, run: &WineRun) {
     }
     windows_paths(report, &run.prefix_guest_path);
     summarize(report, trace.as_ref(), &ids);
+}
+
+/// The hives saved at the end, or `None` (with an `incomplete` entry) when they were not.
+fn read_final_hives(report: &mut Report, run: &WineRun) -> Option<Hives> {
+    let after = Hives::read(&run.hives_after);
+    if after.problems.is_empty() {
+        return Some(after);
+    }
+    let files: Vec<String> = after
+        .problems
+        .iter()
+        .map(|(f, e)| format!("{f}: {e}"))
+        .collect();
+    let reason = format!(
+        "the prefix's registry was not saved at the end (wineserver killed?), so final values \
+         are unknown: {}",
+        files.join("; ")
+    );
+    incomplete(report, "registry", reason, None);
+    None
+}
+
+/// The registry section: the trace, then the hive diff when the trace is not whole, then the
+/// final state from the saved hives.
+fn registry(
+    report: &mut Report,
+    trace: Option<&Trace>,
+    ids: &ProcessIds,
+    sid: &str,
+    before: &Hives,
+    after: Option<&Hives>,
+) -> Registry {
+    let mut r = Registry::default();
+    let mut dropped = 0u64;
+    if let Some(t) = trace {
+        registry_from_trace(&mut r, t, ids, sid, &mut dropped);
+    }
+    let whole = trace.is_some_and(|t| t.dropped == 0 && !t.ended_mid_line);
+    if let (false, Some(after), true) = (whole, after, before.problems.is_empty()) {
+        registry_from_diff(&mut r, &hives::diff(before, after), sid, &mut dropped);
+    }
+    if let Some(after) = after {
+        final_state(&mut r, after, sid);
+    }
+    if dropped > 0 {
+        let reason = format!("more than {ENTRIES_MAX} entries in a list");
+        incomplete(report, "registry", reason, Some(dropped));
+    }
+    r
 }
 
 fn incomplete(report: &mut Report, section: &str, reason: String, dropped: Option<u64>) {
