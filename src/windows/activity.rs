@@ -101,7 +101,7 @@ fn registry(
     if let Some(t) = trace {
         registry_from_trace(&mut r, t, ids, sid, &mut dropped);
     }
-    let whole = trace.is_some_and(|t| t.dropped == 0 && !t.ended_mid_line);
+    let whole = trace.is_some_and(|t| t.dropped == 0 && t.cut_lines == 0 && !t.ended_mid_line);
     if let (false, Some(after), true) = (whole, after, before.problems.is_empty()) {
         registry_from_diff(&mut r, &hives::diff(before, after), sid, &mut dropped);
     }

@@ -20,7 +20,7 @@ use std::io::{self, BufRead};
 
 use super::escape::unescape;
 use super::fields::{field, group, hex, string};
-use super::lines::CappedLines;
+use super::lines::{CappedLines, LINE_MAX};
 use super::reg::{parse_value_line, RegValue};
 
 /// Records kept from one trace; beyond this they are counted in [`Trace::dropped`].
@@ -147,7 +147,8 @@ pub struct Trace {
     /// lower-case name → (name, `ImagePath`), at most [`SERVICES_MAX`].
     pub service_images: BTreeMap<String, (String, String)>,
     pub lines: u64,
-    /// Lines longer than the reader keeps.
+    /// Lines (or continued values) longer than the reader keeps: a value on such a line is
+    /// lost or cut.
     pub cut_lines: u64,
     /// The trace ends in the middle of a line (wineserver was killed while writing).
     pub ended_mid_line: bool,
@@ -236,7 +237,7 @@ pub fn read(reader: impl BufRead) -> io::Result<Trace> {
     }
     state.flush_dump();
     state.trace.threads = std::mem::take(&mut state.threads);
-    state.trace.cut_lines = lines.cut;
+    state.trace.cut_lines += lines.cut;
     state.trace.ended_mid_line = lines.ended_mid_line;
     Ok(state.trace)
 }
@@ -264,7 +265,10 @@ impl State {
     fn line(&mut self, line: &str) {
         if let Some(dump) = self.dump.as_mut() {
             if let Some(more) = line.strip_prefix("  ") {
-                dump.push_str(more.trim_end_matches('\\'));
+                // A huge value is kept up to the line bound; the rest of its bytes are lost.
+                if dump.len() < LINE_MAX {
+                    dump.push_str(more.trim_end_matches('\\'));
+                }
                 if !more.ends_with('\\') {
                     self.flush_dump();
                 }
@@ -283,6 +287,9 @@ impl State {
 
     fn flush_dump(&mut self) {
         if let Some(dump) = self.dump.take() {
+            if dump.len() >= LINE_MAX {
+                self.trace.cut_lines += 1;
+            }
             self.dump_line(&dump);
         }
     }
@@ -1129,6 +1136,30 @@ mod tests {
         }
         let garbage = "ffff: ( ) = {\n: \nSet key \nSet key  value \"\n00\n0024: create_key() = 0 { hkey=zz }\n";
         read(io::BufReader::new(garbage.as_bytes())).expect("reads");
+    }
+
+    #[test]
+    fn a_huge_continued_value_is_cut_and_counted() {
+        let mut text = String::from(
+            "0024: init_first_thread( unix_pid=7, unix_tid=7 )\n0024: init_first_thread() = 0 { pid=0020, tid=0024 }\n0024: init_process_done( teb=1 )\n0024: set_key_value( hkey=0038, type=3, namelen=2, name=L\"b\", data={} )\nSet key REGISTRY\\\\Machine\\\\X value \"b\"=hex:00,\\\n",
+        );
+        for _ in 0..LINE_MAX / 40 {
+            text.push_str("  00,01,02,03,04,05,06,07,08,09,0a,0b,0c,0d,0e,0f,\\\n");
+        }
+        text.push_str("  ff\n0024: set_key_value() = 0\n");
+        let t = read(io::BufReader::new(text.as_bytes())).expect("readable");
+        assert_eq!(t.cut_lines, 1);
+        let Some(Op::ValueSet { value, .. }) = t.records.first().map(|r| &r.op) else {
+            panic!("the value is recorded: {:?}", t.records);
+        };
+        let ValueData::Bytes(b) = &value.data else {
+            panic!("binary");
+        };
+        assert!(
+            b.len() > LINE_MAX / 4 && b.len() < LINE_MAX / 2,
+            "{}",
+            b.len()
+        );
     }
 
     #[test]
