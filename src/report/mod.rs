@@ -274,14 +274,14 @@ pub struct Registry {
     pub values_deleted: Vec<RegistryValue>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 pub struct RegistryKey {
     pub key: String,
     pub process_id: Option<u32>,
 }
 
 /// One registry value written or deleted.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 pub struct RegistryValue {
     pub key: String,
     /// Value name; empty for the key's default value.
@@ -299,7 +299,7 @@ pub struct RegistryValue {
 }
 
 /// A named mutex.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 pub struct Mutex {
     /// The name as the sample gave it (`Global\x`, `Local\x` or a bare name).
     pub name: String,

@@ -5,8 +5,9 @@
 //! When the trace is missing or incomplete, changes found only by diffing the hives are added
 //! without a process (minus the keys Wine itself rewrites on every start).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs::File;
+use std::hash::Hash;
 use std::io::BufReader;
 
 use super::hives::{self, Hives};
@@ -96,21 +97,22 @@ fn registry(
     before: &Hives,
     after: Option<&Hives>,
 ) -> Registry {
-    let mut r = Registry::default();
-    let mut dropped = 0u64;
+    let mut lists = RegistryLists::new();
     if let Some(t) = trace {
-        registry_from_trace(&mut r, t, ids, sid, &mut dropped);
+        registry_from_trace(&mut lists, t, ids, sid);
     }
     let whole = trace.is_some_and(|t| t.dropped == 0 && t.cut_lines == 0 && !t.ended_mid_line);
     if let (false, Some(after), true) = (whole, after, before.problems.is_empty()) {
-        registry_from_diff(&mut r, &hives::diff(before, after), sid, &mut dropped);
+        registry_from_diff(&mut lists, &hives::diff(before, after), sid);
     }
-    if let Some(after) = after {
-        final_state(&mut r, after, sid);
-    }
+    let dropped = lists.dropped();
     if dropped > 0 {
         let reason = format!("more than {ENTRIES_MAX} entries in a list");
         incomplete(report, "registry", reason, Some(dropped));
+    }
+    let mut r = lists.finish();
+    if let Some(after) = after {
+        final_state(&mut r, after, sid);
     }
     r
 }
@@ -238,15 +240,68 @@ fn label_wineserver(report: &mut Report, t: Option<&Trace>) {
     }
 }
 
-fn push<T: PartialEq>(list: &mut Vec<T>, item: T, dropped: &mut u64) {
-    if list.contains(&item) {
-        return;
+/// A list that keeps the first of equal entries, up to [`ENTRIES_MAX`], and counts the rest.
+struct Unique<T> {
+    items: Vec<T>,
+    seen: HashSet<T>,
+    dropped: u64,
+}
+
+impl<T: Eq + Hash + Clone> Unique<T> {
+    fn new() -> Self {
+        Unique {
+            items: Vec::new(),
+            seen: HashSet::new(),
+            dropped: 0,
+        }
     }
-    if list.len() >= ENTRIES_MAX {
-        *dropped += 1;
-        return;
+
+    fn push(&mut self, item: T) {
+        if self.seen.contains(&item) {
+            return;
+        }
+        if self.items.len() >= ENTRIES_MAX {
+            self.dropped += 1;
+            return;
+        }
+        self.seen.insert(item.clone());
+        self.items.push(item);
     }
-    list.push(item);
+}
+
+/// The registry lists while they are built.
+struct RegistryLists {
+    keys_created: Unique<RegistryKey>,
+    keys_deleted: Unique<RegistryKey>,
+    values_set: Unique<RegistryValue>,
+    values_deleted: Unique<RegistryValue>,
+}
+
+impl RegistryLists {
+    fn new() -> Self {
+        RegistryLists {
+            keys_created: Unique::new(),
+            keys_deleted: Unique::new(),
+            values_set: Unique::new(),
+            values_deleted: Unique::new(),
+        }
+    }
+
+    fn dropped(&self) -> u64 {
+        self.keys_created.dropped
+            + self.keys_deleted.dropped
+            + self.values_set.dropped
+            + self.values_deleted.dropped
+    }
+
+    fn finish(self) -> Registry {
+        Registry {
+            keys_created: self.keys_created.items,
+            keys_deleted: self.keys_deleted.items,
+            values_set: self.values_set.items,
+            values_deleted: self.values_deleted.items,
+        }
+    }
 }
 
 fn value_entry(key: String, name: String, v: &RegValue, process_id: Option<u32>) -> RegistryValue {
@@ -260,41 +315,29 @@ fn value_entry(key: String, name: String, v: &RegValue, process_id: Option<u32>)
     }
 }
 
-fn registry_from_trace(
-    r: &mut Registry,
-    t: &Trace,
-    ids: &ProcessIds,
-    sid: &str,
-    dropped: &mut u64,
-) {
+fn registry_from_trace(r: &mut RegistryLists, t: &Trace, ids: &ProcessIds, sid: &str) {
     for rec in &t.records {
         let process_id = ids.get(rec.process);
         match &rec.op {
             Op::KeyCreated { key } => {
                 let key = hkey_path(key, sid);
-                push(
-                    &mut r.keys_created,
-                    RegistryKey { key, process_id },
-                    dropped,
-                );
+                r.keys_created.push(RegistryKey { key, process_id });
             }
             Op::KeyDeleted { key } => {
                 let key = hkey_path(key, sid);
-                push(
-                    &mut r.keys_deleted,
-                    RegistryKey { key, process_id },
-                    dropped,
-                );
+                r.keys_deleted.push(RegistryKey { key, process_id });
             }
             Op::ValueSet { key, name, value } => {
-                let e = value_entry(hkey_path(key, sid), name.clone(), value, process_id);
-                push(&mut r.values_set, e, dropped);
+                let key = hkey_path(key, sid);
+                r.values_set
+                    .push(value_entry(key, name.clone(), value, process_id));
             }
             Op::ValueDeleted { key, name, value } => {
+                let key = hkey_path(key, sid);
                 let e = match value {
-                    Some(v) => value_entry(hkey_path(key, sid), name.clone(), v, process_id),
+                    Some(v) => value_entry(key, name.clone(), v, process_id),
                     None => RegistryValue {
-                        key: hkey_path(key, sid),
+                        key,
                         name: name.clone(),
                         value_type: String::new(),
                         data: String::new(),
@@ -302,7 +345,7 @@ fn registry_from_trace(
                         exists_at_end: None,
                     },
                 };
-                push(&mut r.values_deleted, e, dropped);
+                r.values_deleted.push(e);
             }
             _ => {}
         }
@@ -314,63 +357,44 @@ fn churn(key: &str) -> bool {
     WINE_CHURN.iter().any(|c| lower.starts_with(c))
 }
 
-fn registry_from_diff(r: &mut Registry, d: &super::reg::HiveDiff, sid: &str, dropped: &mut u64) {
-    let known = |list: &[RegistryValue], key: &str, name: &str| {
-        list.iter()
-            .any(|v| v.key.eq_ignore_ascii_case(key) && v.name.eq_ignore_ascii_case(name))
-    };
+/// Adds the diff's changes the trace did not list (compared case-insensitively, as the registry
+/// does), without a process.
+fn registry_from_diff(r: &mut RegistryLists, d: &super::reg::HiveDiff, sid: &str) {
+    let lower_key = |k: &RegistryKey| k.key.to_lowercase();
+    let lower_value = |v: &RegistryValue| (v.key.to_lowercase(), v.name.to_lowercase());
+    let created: HashSet<String> = r.keys_created.items.iter().map(lower_key).collect();
+    let deleted: HashSet<String> = r.keys_deleted.items.iter().map(lower_key).collect();
+    let set: HashSet<(String, String)> = r.values_set.items.iter().map(lower_value).collect();
+    let gone: HashSet<(String, String)> = r.values_deleted.items.iter().map(lower_value).collect();
     for k in d.keys_created.iter().filter(|k| !churn(k)) {
         let key = hkey_path(k, sid);
-        if !r
-            .keys_created
-            .iter()
-            .any(|e| e.key.eq_ignore_ascii_case(&key))
-        {
-            push(
-                &mut r.keys_created,
-                RegistryKey {
-                    key,
-                    process_id: None,
-                },
-                dropped,
-            );
+        if !created.contains(&key.to_lowercase()) {
+            r.keys_created.push(RegistryKey {
+                key,
+                process_id: None,
+            });
         }
     }
     for k in d.keys_deleted.iter().filter(|k| !churn(k)) {
         let key = hkey_path(k, sid);
-        if !r
-            .keys_deleted
-            .iter()
-            .any(|e| e.key.eq_ignore_ascii_case(&key))
-        {
-            push(
-                &mut r.keys_deleted,
-                RegistryKey {
-                    key,
-                    process_id: None,
-                },
-                dropped,
-            );
+        if !deleted.contains(&key.to_lowercase()) {
+            r.keys_deleted.push(RegistryKey {
+                key,
+                process_id: None,
+            });
         }
     }
     for (k, name, v) in d.values_set.iter().filter(|(k, _, _)| !churn(k)) {
         let key = hkey_path(k, sid);
-        if !known(&r.values_set, &key, name) {
-            push(
-                &mut r.values_set,
-                value_entry(key, name.clone(), v, None),
-                dropped,
-            );
+        if !set.contains(&(key.to_lowercase(), name.to_lowercase())) {
+            r.values_set.push(value_entry(key, name.clone(), v, None));
         }
     }
     for (k, name, v) in d.values_deleted.iter().filter(|(k, _, _)| !churn(k)) {
         let key = hkey_path(k, sid);
-        if !known(&r.values_deleted, &key, name) {
-            push(
-                &mut r.values_deleted,
-                value_entry(key, name.clone(), v, None),
-                dropped,
-            );
+        if !gone.contains(&(key.to_lowercase(), name.to_lowercase())) {
+            r.values_deleted
+                .push(value_entry(key, name.clone(), v, None));
         }
     }
 }
@@ -505,18 +529,16 @@ fn started_services(out: &mut Vec<Service>, t: &Trace, ids: &ProcessIds) {
 }
 
 fn mutexes(t: &Trace, ids: &ProcessIds) -> Vec<Mutex> {
-    let mut out = Vec::new();
-    let mut dropped = 0;
+    let mut out = Unique::new();
     for rec in &t.records {
         if let Op::MutexCreated { name } = &rec.op {
-            let m = Mutex {
+            out.push(Mutex {
                 name: name.clone(),
                 process_id: ids.get(rec.process),
-            };
-            push(&mut out, m, &mut dropped);
+            });
         }
     }
-    out
+    out.items
 }
 
 fn wine_detection(report: &mut Report, t: &Trace, ids: &ProcessIds, sid: &str) {
@@ -1141,6 +1163,39 @@ mod tests {
             ]
         );
         assert!(r.events_of_note.iter().all(|e| e.process_id == Some(1)));
+    }
+
+    #[test]
+    fn registry_lists_are_capped_and_the_rest_counted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut text = String::from(
+            "0024: init_first_thread( unix_pid=7, unix_tid=7 )\n0024: init_first_thread() = 0 { pid=0020, tid=0024 }\n0024: init_process_done( teb=1 )\n",
+        );
+        for i in 0..ENTRIES_MAX + 3 {
+            text.push_str(&format!(
+                "0024: set_key_value( hkey=0038, type=4, namelen=2, name=L\"v{i}\", data={{01,00,00,00}} )\n\
+                 Set key REGISTRY\\\\Machine\\\\Software\\\\X value \"v{i}\"=dword:00000001\n\
+                 0024: set_key_value() = 0\n"
+            ));
+        }
+        let log = dir.path().join("server.log");
+        std::fs::write(&log, text).expect("write");
+        let mut run = trace_only(dir.path(), "runkey64.log");
+        run.server_log = log;
+        let mut r = report(vec![process(1, 7, "/usr/lib/wine/wine")], Files::default());
+        apply(&mut r, &run);
+        assert_eq!(r.registry.values_set.len(), ENTRIES_MAX);
+        assert_eq!(
+            r.registry.values_set[0].key,
+            "HKEY_LOCAL_MACHINE\\Software\\X"
+        );
+        let cap = r
+            .incomplete
+            .iter()
+            .find(|i| i.section == "registry")
+            .expect("cap noted");
+        assert_eq!(cap.dropped, Some(3));
+        assert_eq!(r.summary.counts.registry_values_set, ENTRIES_MAX);
     }
 
     #[test]

@@ -1126,7 +1126,7 @@ mod tests {
         let lines: Vec<&str> = text
             .lines()
             .filter(|l| l.contains("AegisEsc") || l.starts_with("  ") || l.contains("new_process"))
-            .take(40)
+            .take(15)
             .collect();
         for line in lines {
             for (cut, _) in line.char_indices() {
