@@ -1007,6 +1007,15 @@ mod tests {
                 detail: "opened the key (access 0x00020019)".into(),
             }]
         );
+        // A 32-bit program (the first process itself) doing the same is seen the same way.
+        let t = fixture("winecheck32");
+        assert_eq!(
+            ops(&t),
+            [&Op::WineKeyRead {
+                key: "\\Registry\\User\\S-1-5-21-0-0-0-1000\\Software\\Wine".into(),
+                detail: "opened the key (access 0x00020019)".into(),
+            }]
+        );
         // The same loader opens happen in every other fixture, where nothing is reported.
         for name in [
             "runkey64", "runkey32", "mutex", "dropfile", "escapes", "child",
