@@ -30,8 +30,9 @@ pub const SERVICES_MAX: usize = 5_000;
 /// Key handles remembered at once across all processes (a sample may leak handles).
 const HANDLES_MAX: usize = 100_000;
 
-/// Images Wine starts for itself (under `C:\windows\system32` or `syswow64`). `conhost.exe` is
-/// Wine's console host, whoever starts it; the others are Wine's only when Wine started them.
+/// Images Wine starts for itself (under `C:\windows\system32` or `syswow64`). `conhost.exe` (the
+/// console host) and `explorer.exe /desktop` are Wine's whoever starts them; the others are
+/// Wine's only when Wine started them.
 pub const WINE_PROGRAMS: &[&str] = &[
     "start.exe",
     "wineboot.exe",
@@ -170,7 +171,7 @@ impl Trace {
         let Some(image) = p.image.as_deref().filter(|i| is_wine_program(i)) else {
             return Role::Sample;
         };
-        if base(image) == "conhost.exe" {
+        if base(image) == "conhost.exe" || is_desktop(p) {
             return Role::Wine;
         }
         // A Wine program is Wine's own when Wine started it (or nobody we know did).
@@ -187,6 +188,17 @@ impl Trace {
             _ => Role::Wine,
         }
     }
+}
+
+/// `explorer.exe /desktop`: the desktop process user32 starts on demand, from whichever process
+/// first needs a window (so often from a GUI sample).
+fn is_desktop(p: &WineProcess) -> bool {
+    let image = p.image.as_deref().map(base);
+    let desktop = p
+        .command_line
+        .as_deref()
+        .is_some_and(|c| c.to_ascii_lowercase().ends_with(" /desktop"));
+    image.as_deref() == Some("explorer.exe") && desktop
 }
 
 fn base(path: &str) -> String {
@@ -664,6 +676,8 @@ const WINE_OWN_VALUES_SET: &[(&str, &str)] = &[
 const WINE_OWN_MUTEXES: &[&str] = &[
     // gdi32, when loaded.
     "\\BaseNamedObjects\\__WINE_FONT_MUTEX__",
+    // win32u, when a process first uses the display.
+    "\\Sessions\\1\\BaseNamedObjects\\display_device_init",
 ];
 
 fn is_wine_own(op: &Op) -> bool {
@@ -993,6 +1007,39 @@ mod tests {
             [&Op::FileWritten {
                 windows: "C:\\ProgramData\\child.txt".into(),
                 unix: "/tmp/wintrace-MR0T/home/.wine/dosdevices/c:/ProgramData/child.txt".into(),
+            }]
+        );
+    }
+
+    #[test]
+    fn a_gui_program_and_the_desktop_it_starts() {
+        let t = fixture("gui");
+        let roles: Vec<(&str, Role)> = t
+            .processes
+            .values()
+            .filter(|p| {
+                p.parent.is_some_and(|k| {
+                    t.processes[&k].image.as_deref() == Some("C:\\samples\\gui.exe")
+                }) || p.image.as_deref() == Some("C:\\samples\\gui.exe")
+            })
+            .map(|p| (p.command_line.as_deref().unwrap_or(""), t.role(p.key)))
+            .collect();
+        // user32 started explorer /desktop from the sample; it is still Wine's, and so are its
+        // display-driver keys and the display mutex win32u creates in the sample's process.
+        assert_eq!(
+            roles,
+            [
+                ("\"C:\\samples\\gui.exe\" ", Role::Sample),
+                (
+                    "\"C:\\windows\\system32\\explorer.exe\" /desktop",
+                    Role::Wine
+                ),
+            ]
+        );
+        assert_eq!(
+            ops(&t),
+            [&Op::MutexCreated {
+                name: "AegisGuiMutex".into()
             }]
         );
     }
