@@ -54,6 +54,7 @@ pub fn apply(report: &mut Report, run: &WineRun) {
         label_processes(report, t, &ids);
     }
     label_wineserver(report, trace.as_ref());
+    windows_tree(report);
 
     report.registry = registry(report, trace.as_ref(), &ids, &sid, &before, after.as_ref());
     report.services = services(trace.as_ref(), &ids, &sid);
@@ -220,6 +221,20 @@ fn label_processes(report: &mut Report, t: &Trace, ids: &ProcessIds) {
             p.windows = Some(view);
         }
     }
+}
+
+/// The process tree along CreateProcess: Wine starts a program through a double fork, so on
+/// Linux the sample's children hang off the sandbox's init; their Windows parent is known.
+fn windows_tree(report: &mut Report) {
+    let mut view = report.processes.clone();
+    for p in &mut view {
+        let parent = p.windows.as_ref().and_then(|w| w.parent_id);
+        // A parent is older than its child; anything else would be a loop.
+        if let Some(parent) = parent.filter(|&id| id < p.id) {
+            p.parent_id = Some(parent);
+        }
+    }
+    report.process_tree = crate::analysis::build::process_tree(&view);
 }
 
 /// wineserver is no Windows process, but the report says what it is.
@@ -1111,6 +1126,11 @@ mod tests {
         apply(&mut r, &trace_only(dir.path(), "child.log"));
         let cmd = r.processes[1].windows.as_ref().expect("cmd");
         assert_eq!(cmd.parent_id, Some(1));
+        // On Linux both hang off init; the tree follows CreateProcess.
+        assert_eq!(r.process_tree.len(), 1);
+        assert_eq!(r.process_tree[0].id, 1);
+        assert_eq!(r.process_tree[0].children.len(), 1);
+        assert_eq!(r.process_tree[0].children[0].id, 2);
         let line = "cmd.exe /c echo aegis-child > C:\\ProgramData\\child.txt";
         assert_eq!(cmd.command_line.as_deref(), Some(line));
         assert!(r.summary.command_executions.iter().any(|c| c == line));
