@@ -65,7 +65,7 @@ pub fn apply(report: &mut Report, run: &WineRun) {
         attribute_files(report, t, &ids, &run.prefix_guest_path);
     }
     windows_paths(report, &run.prefix_guest_path);
-    summarize(report, trace.as_ref(), &ids);
+    summarize(report);
 }
 
 /// The hives saved at the end, or `None` (with an `incomplete` entry) when they were not.
@@ -683,7 +683,7 @@ fn windows_paths(report: &mut Report, prefix: &str) {
     }
 }
 
-fn summarize(report: &mut Report, t: Option<&Trace>, ids: &ProcessIds) {
+fn summarize(report: &mut Report) {
     let r = &report.registry;
     let joined = |v: &RegistryValue| {
         if v.name.is_empty() {
@@ -709,16 +709,7 @@ fn summarize(report: &mut Report, t: Option<&Trace>, ids: &ProcessIds) {
         .map(|x| x.name.clone())
         .collect();
     dedup(&mut s.services_created);
-    // The command lines of the processes the sample started, as Windows shows them.
-    for p in t.map(|t| t.processes.values()).into_iter().flatten() {
-        let started =
-            t.is_some_and(|t| t.role(p.key) == Role::Sample) && ids.get(p.parent).is_some();
-        if let (true, Some(cmd)) = (started, &p.command_line) {
-            if !s.command_executions.contains(cmd) {
-                s.command_executions.push(cmd.clone());
-            }
-        }
-    }
+    summarize_processes(&report.processes, s);
     let c = &mut s.counts;
     c.registry_keys_created = r.keys_created.len();
     c.registry_keys_deleted = r.keys_deleted.len();
@@ -727,6 +718,48 @@ fn summarize(report: &mut Report, t: Option<&Trace>, ids: &ProcessIds) {
     c.mutexes = report.mutexes.len();
     c.services = report.services.len();
     c.events_of_note = report.events_of_note.len();
+}
+
+/// Processes as Windows names them: a process that ran under Wine counts with its Windows
+/// image and command line when it is the sample's, and not at all when it is Wine's; other
+/// processes keep their Linux image.
+fn summarize_processes(processes: &[Process], s: &mut crate::report::Summary) {
+    if processes.iter().all(|p| p.windows.is_none()) {
+        return;
+    }
+    let name = |p: &Process| -> Option<String> {
+        match &p.windows {
+            None => Some(p.image.clone()),
+            Some(w) if w.role == "sample" => w.image.clone(),
+            Some(_) => None,
+        }
+    };
+    let first_sample = processes
+        .iter()
+        .find(|p| p.windows.as_ref().is_some_and(|w| w.role == "sample"))
+        .map(|p| p.id);
+    // Neither the first process (Wine's launcher) nor the sample's own process was created by
+    // the sample.
+    s.processes_created = processes
+        .iter()
+        .skip(1)
+        .filter(|p| Some(p.id) != first_sample)
+        .filter_map(name)
+        .collect();
+    dedup(&mut s.processes_created);
+    s.processes_terminated = processes
+        .iter()
+        .filter(|p| p.ended_at.is_some())
+        .filter_map(name)
+        .collect();
+    dedup(&mut s.processes_terminated);
+    let windows_commands = processes
+        .iter()
+        .filter_map(|p| p.windows.as_ref())
+        .filter(|w| w.role == "sample")
+        .filter_map(|w| w.command_line.clone());
+    s.command_executions.extend(windows_commands);
+    dedup(&mut s.command_executions);
 }
 
 fn dedup(list: &mut Vec<String>) {
@@ -1134,6 +1167,10 @@ mod tests {
         let line = "cmd.exe /c echo aegis-child > C:\\ProgramData\\child.txt";
         assert_eq!(cmd.command_line.as_deref(), Some(line));
         assert!(r.summary.command_executions.iter().any(|c| c == line));
+        assert_eq!(
+            r.summary.processes_created,
+            ["C:\\windows\\system32\\cmd.exe"]
+        );
         assert!(r.mutexes.is_empty() && r.events_of_note.is_empty());
 
         let procs = vec![process(1, 5733, "/usr/lib/wine/wine64")];
