@@ -103,8 +103,15 @@ fn registry(
         registry_from_trace(&mut lists, t, ids, sid);
     }
     let whole = trace.is_some_and(|t| t.dropped == 0 && t.cut_lines == 0 && !t.ended_mid_line);
-    if let (false, Some(after), true) = (whole, after, before.problems.is_empty()) {
-        registry_from_diff(&mut lists, &hives::diff(before, after), sid);
+    match (whole, after, before.problems.first()) {
+        (false, Some(after), None) => {
+            registry_from_diff(&mut lists, &hives::diff(before, after), sid);
+        }
+        (false, _, Some((file, e))) => {
+            let reason = format!("the image's registry {file} could not be read ({e}), so the trace could not be completed from a comparison");
+            incomplete(report, "registry", reason, None);
+        }
+        _ => {}
     }
     let dropped = lists.dropped();
     if dropped > 0 {
@@ -1265,7 +1272,7 @@ mod tests {
         );
         apply(&mut r, &run("no-such.log", missing.clone(), missing));
         let sections: Vec<&str> = r.incomplete.iter().map(|i| i.section.as_str()).collect();
-        assert_eq!(sections, ["windows", "registry"]);
+        assert_eq!(sections, ["windows", "registry", "registry"]);
         assert!(r.incomplete[0].reason.contains("no-such.log"));
         assert!(r.registry.values_set.is_empty() && r.mutexes.is_empty());
         assert_eq!(r.processes[0].windows, None);
