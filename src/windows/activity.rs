@@ -108,7 +108,10 @@ fn registry(
             registry_from_diff(&mut lists, &hives::diff(before, after), sid);
         }
         (false, _, Some((file, e))) => {
-            let reason = format!("the image's registry {file} could not be read ({e}), so the trace could not be completed from a comparison");
+            let reason = format!(
+                "the image's registry {file} could not be read ({e}), so what the trace lacks \
+                 could not be found by comparison"
+            );
             incomplete(report, "registry", reason, None);
         }
         _ => {}
