@@ -9,6 +9,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs::File;
 use std::hash::Hash;
 use std::io::BufReader;
+use std::path::Path;
 
 use super::hives::{self, Hives};
 use super::paths::{hkey_path, windows_path};
@@ -40,9 +41,15 @@ const WINE_CHURN: &[&str] = &[
 
 /// Adds the Windows sections to `report`. Missing or damaged inputs become `incomplete` entries.
 pub fn apply(report: &mut Report, run: &WineRun) {
+    apply_with_relay(report, run, None);
+}
+
+/// [`apply`], and the lookups of `wine_*` exports in Wine's relay trace (`relay_log`: the
+/// stderr of the sample's processes, see [`relay`]).
+pub fn apply_with_relay(report: &mut Report, run: &WineRun, relay_log: Option<&Path>) {
     // The evidence; what is missing is said in `incomplete`.
     let trace = read_trace(report, run);
-    let before = Hives::read(&run.hives_before);
+    let before = Hives::read(&run.original_hives);
     let after = read_final_hives(report, run);
     let sid = after
         .as_ref()
@@ -61,16 +68,24 @@ pub fn apply(report: &mut Report, run: &WineRun) {
     if let Some(t) = &trace {
         report.mutexes = mutexes(t, &ids);
         wine_detection(report, t, &ids, &sid);
-        wine_exports(report, run, t, &ids);
-        attribute_files(report, t, &ids, &run.prefix_guest_path);
+        if let Some(path) = relay_log {
+            wine_exports(report, path, t, &ids);
+        }
+        attribute_files(report, t, &ids, &run.prefix);
     }
-    windows_paths(report, &run.prefix_guest_path);
+    windows_paths(report, &run.prefix);
     summarize(report);
 }
 
 /// The hives saved at the end, or `None` (with an `incomplete` entry) when they were not.
 fn read_final_hives(report: &mut Report, run: &WineRun) -> Option<Hives> {
-    let after = Hives::read(&run.hives_after);
+    if !run.server_exited {
+        let reason = "wineserver did not exit by itself before the sandbox ended, so the \
+                      registry it held in memory was not saved: final values are unknown";
+        incomplete(report, "registry", reason.into(), None);
+        return None;
+    }
+    let after = Hives::read(&run.changed_hives);
     if after.problems.is_empty() {
         return Some(after);
     }
@@ -590,10 +605,7 @@ fn wine_detection(report: &mut Report, t: &Trace, ids: &ProcessIds, sid: &str) {
 }
 
 /// `GetProcAddress(..., "wine_...")` by the sample, from the relay trace on its stderr.
-fn wine_exports(report: &mut Report, run: &WineRun, t: &Trace, ids: &ProcessIds) {
-    let Some(path) = &run.relay_log else {
-        return;
-    };
+fn wine_exports(report: &mut Report, path: &Path, t: &Trace, ids: &ProcessIds) {
     let text = match std::fs::read(path) {
         Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
         Err(e) => {
@@ -897,11 +909,11 @@ mod tests {
 
     fn run(log: &str, before: PathBuf, after: PathBuf) -> WineRun {
         WineRun {
-            prefix_guest_path: PREFIX.into(),
+            prefix: PREFIX.into(),
+            original_hives: before,
+            changed_hives: after,
             server_log: data(log),
-            hives_before: before,
-            hives_after: after,
-            relay_log: None,
+            server_exited: true,
         }
     }
 
@@ -1213,14 +1225,14 @@ mod tests {
     #[test]
     fn wine_get_version_looked_up_by_the_sample() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut run = trace_only(dir.path(), "winecheck-relay.log");
-        run.relay_log = Some(data("winecheck-relay.stderr"));
+        let run = trace_only(dir.path(), "winecheck-relay.log");
+        let relay = data("winecheck-relay.stderr");
         // winecheck.exe's Unix pid in that capture.
         let mut r = report(
             vec![process(1, 4923, "/usr/lib/wine/wine64")],
             Files::default(),
         );
-        apply(&mut r, &run);
+        apply_with_relay(&mut r, &run, Some(&relay));
         let details: Vec<&str> = r.events_of_note.iter().map(|e| e.detail.as_str()).collect();
         assert_eq!(
             details,
@@ -1263,6 +1275,28 @@ mod tests {
             .expect("cap noted");
         assert_eq!(cap.dropped, Some(3));
         assert_eq!(r.summary.counts.registry_values_set, ENTRIES_MAX);
+    }
+
+    #[test]
+    fn without_a_graceful_wineserver_exit_the_final_state_is_unknown() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut run = trace_only(dir.path(), "runkey64.log");
+        run.server_exited = false;
+        let mut r = report(
+            vec![process(1, 11849, "/usr/lib/wine/wine64")],
+            Files::default(),
+        );
+        apply(&mut r, &run);
+        assert_eq!(r.registry.values_set.len(), 3);
+        assert!(r
+            .registry
+            .values_set
+            .iter()
+            .all(|v| v.exists_at_end.is_none()));
+        assert_eq!(r.incomplete.len(), 1);
+        assert!(r.incomplete[0]
+            .reason
+            .starts_with("wineserver did not exit by itself"));
     }
 
     #[test]

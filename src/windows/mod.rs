@@ -8,13 +8,14 @@
 //!    `WINEPREFIX` and its stderr in a file (Wine drops debug output sent to `/dev/null`): the
 //!    `-d2` registry dump lines carry full key paths and values, `-d1` alone is not enough.
 //! 2. At the end, wineserver saves the registry when it exits by itself (3 s after its last
-//!    client) or on SIGTERM, not on SIGKILL: `hives_after` then holds `system.reg`, `user.reg`
-//!    and `userdef.reg` as they ended (an overlay's upper dir holds only the changed ones: fill
-//!    in the others from the image). `hives_before` holds the image's.
+//!    client) or on SIGTERM, not on SIGKILL: `changed_hives` then holds `system.reg`,
+//!    `user.reg` and `userdef.reg` as they ended (an overlay's upper dir holds only the changed
+//!    ones: fill in the others from the image), and `server_exited` says it happened.
+//!    `original_hives` holds the image's.
 //! 3. Optional: with `RelayInclude` = `kernel32.GetProcAddress;kernelbase.GetProcAddress` under
 //!    `HKCU\Software\Wine\Debug` in the image's prefix and `WINEDEBUG=+relay` for the sample,
-//!    its stderr carries the lookups of `wine_*` exports ([`relay`]); pass that file as
-//!    `relay_log`, and [`relay::strip_debug_lines`] gives the sample's own stderr back.
+//!    its stderr carries the lookups of `wine_*` exports ([`relay`]); pass that file to
+//!    [`apply_with_relay`], and [`relay::strip_debug_lines`] gives the sample's own stderr back.
 //!
 //! Nothing here fails: a missing or damaged input becomes an `incomplete[]` entry.
 
@@ -30,21 +31,21 @@ pub mod trace;
 
 use std::path::PathBuf;
 
-pub use activity::apply;
+pub use activity::{apply, apply_with_relay};
 
-/// Where one run's Wine evidence is, as the orchestrator collected it.
+/// Where one Windows run's evidence lies, for the code that builds the report's registry,
+/// mutex, service and Windows-path sections. (The same type as on the `issue-wine` branch.)
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WineRun {
-    /// The prefix as the sandbox saw it, e.g. `/home/analyst/.wine` (maps guest paths to `C:\`).
-    pub prefix_guest_path: String,
-    /// wineserver's request trace (`wineserver -f -d2` stderr), on the host:
-    /// `<run_dir>/wine/server.log`.
+    /// The prefix inside the guest (`/root/.wine`): guest paths below it are `C:\` and the
+    /// registry files.
+    pub prefix: String,
+    /// Host directory holding the image's hives as built (the overlay's lower layer).
+    pub original_hives: PathBuf,
+    /// Host directory holding the hives wineserver saved at the end of the run (all three).
+    pub changed_hives: PathBuf,
+    /// wineserver's request trace (`wineserver -f -d2`), host path.
     pub server_log: PathBuf,
-    /// Host directory with the image's original `system.reg`, `user.reg`, `userdef.reg`.
-    pub hives_before: PathBuf,
-    /// Host directory with the hives as wineserver saved them at the end of the run.
-    pub hives_after: PathBuf,
-    /// The stderr of the sample's Wine processes when run with `WINEDEBUG=+relay` and the
-    /// prefix's `RelayInclude` (see [`relay`]); `None` when relay tracing was not on.
-    pub relay_log: Option<PathBuf>,
+    /// wineserver exited by itself (so it saved the registry) before the sandbox ended.
+    pub server_exited: bool,
 }
