@@ -35,6 +35,8 @@ const HANDLES_MAX: usize = 100_000;
 /// Wine's only when Wine started them.
 pub const WINE_PROGRAMS: &[&str] = &[
     "start.exe",
+    // The orchestrator boots the Wine session with it before it starts the sample.
+    "hostname.exe",
     "wineboot.exe",
     "winemenubuilder.exe",
     "services.exe",
@@ -49,7 +51,7 @@ pub const WINE_PROGRAMS: &[&str] = &[
 /// Whose process it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
-    /// The first process, before it loaded a program: Wine's launcher.
+    /// A process started from Unix, before it loaded a program: Wine's launcher.
     Launcher,
     /// A program of Wine's own (services.exe, explorer.exe, ...).
     Wine,
@@ -74,15 +76,16 @@ pub struct WineProcess {
     /// `C:\windows\system32\cmd.exe`.
     pub image: Option<String>,
     pub command_line: Option<String>,
-    /// The first process of the trace (started by `wine`, not by another Windows process).
-    pub first: bool,
+    /// Started by a Unix command (`wine program.exe`), not by another Windows process: Wine's
+    /// launcher until it has loaded a program.
+    pub root: bool,
     /// The loader reported the program loaded (`init_process_done`).
     pub loaded: bool,
-    /// Its parent was Wine's (launcher or Wine program) when it created this process: the first
-    /// process starts wineboot and services before it becomes a 32-bit sample.
+    /// Its parent was Wine's (launcher or Wine program) when it created this process: a process
+    /// started from Unix starts wineboot and services before it becomes a 32-bit sample.
     pub spawned_by_wine: bool,
-    /// The last executable the process opened before it was loaded (its image, for the first
-    /// process, which has no `new_process` line).
+    /// The last executable the process opened before it was loaded (its image, for a process
+    /// started from Unix, which has no `new_process` line).
     last_exe: Option<String>,
 }
 
@@ -165,7 +168,7 @@ impl Trace {
         let Some(p) = self.processes.get(&key) else {
             return Role::Sample;
         };
-        if p.first && !p.loaded {
+        if p.root && !p.loaded {
             return Role::Launcher;
         }
         let Some(image) = p.image.as_deref().filter(|i| is_wine_program(i)) else {
@@ -459,17 +462,17 @@ impl State {
                 let pid = field(fields, "pid").and_then(hex);
                 let new_tid = field(fields, "tid").and_then(hex).unwrap_or(tid);
                 if let Some(pid) = pid {
-                    let first = self.trace.processes.is_empty();
-                    let key = match self.current.get(&pid) {
-                        Some(k) => *k,
-                        None => self.new_key(pid),
+                    // A process nobody created with new_process was started from Unix.
+                    let (key, root) = match self.current.get(&pid) {
+                        Some(k) => (*k, false),
+                        None => (self.new_key(pid), true),
                     };
                     self.threads.insert(new_tid, key);
                     let p = self.trace.processes.entry(key).or_default();
                     p.key = key;
                     p.wpid = pid;
                     p.unix_pid = unix_pid;
-                    p.first = first && p.parent.is_none();
+                    p.root = root;
                 }
             }
             _ => {}
@@ -854,7 +857,7 @@ mod tests {
         assert_eq!(s[0].image.as_deref(), Some("C:\\samples\\runkey.exe"));
         assert_eq!(s[0].unix_pid, Some(11849));
         // The first process is Wine's start.exe (the 32-bit `wine` relaunching a 64-bit program).
-        let first = t.processes.values().find(|p| p.first).expect("first");
+        let first = t.processes.values().find(|p| p.root).expect("first");
         assert_eq!(
             first.image.as_deref(),
             Some("C:\\windows\\syswow64\\start.exe")
@@ -875,8 +878,44 @@ mod tests {
             1,
             "wineboot, services etc. started before it loaded are Wine's"
         );
-        assert!(s[0].first);
+        assert!(s[0].root);
         assert_eq!(s[0].image.as_deref(), Some("C:\\samples\\runkey32.exe"));
+        let got: Vec<Op> = t.records.iter().map(|r| r.op.clone()).collect();
+        assert_eq!(got, run_key_ops());
+    }
+
+    /// (image, role) of every process started from Unix or by the sample.
+    fn roots_and_samples(t: &Trace) -> Vec<(&str, Role)> {
+        t.processes
+            .values()
+            .filter(|p| p.root || t.role(p.key) == Role::Sample)
+            .map(|p| (p.image.as_deref().unwrap_or(""), t.role(p.key)))
+            .collect()
+    }
+
+    #[test]
+    fn the_orchestrators_launch_a_bootstrap_then_the_sample_each_from_unix() {
+        // wineserver -p1, `wine64 hostname.exe` to boot the session, then `wine64 runkey.exe`.
+        let t = fixture("boot64");
+        assert_eq!(
+            roots_and_samples(&t),
+            [
+                ("C:\\windows\\system32\\hostname.exe", Role::Wine),
+                ("C:\\samples\\runkey.exe", Role::Sample),
+            ]
+        );
+        let got: Vec<Op> = t.records.iter().map(|r| r.op.clone()).collect();
+        assert_eq!(got, run_key_ops());
+        // The 64-bit loader hands a 32-bit program to start.exe, which is Wine's.
+        let t = fixture("boot32");
+        assert_eq!(
+            roots_and_samples(&t),
+            [
+                ("C:\\windows\\system32\\hostname.exe", Role::Wine),
+                ("C:\\windows\\system32\\start.exe", Role::Wine),
+                ("C:\\samples\\runkey32.exe", Role::Sample),
+            ]
+        );
         let got: Vec<Op> = t.records.iter().map(|r| r.op.clone()).collect();
         assert_eq!(got, run_key_ops());
     }
