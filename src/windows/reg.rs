@@ -484,6 +484,18 @@ mod tests {
     }
 
     #[test]
+    fn truncated_hive_lines_never_panic() {
+        let text = data("escapes-after-user.reg");
+        for line in text.lines().filter(|l| !l.is_empty()) {
+            for (cut, _) in line.char_indices() {
+                let hive = format!("WINE REGISTRY Version 2\n[A] 1\n{}\n", &line[..cut]);
+                let _ = Hive::parse(&hive).expect("a hive");
+                let _ = parse_value_line(&line[..cut]);
+            }
+        }
+    }
+
+    #[test]
     fn not_a_hive_is_an_error() {
         assert_eq!(
             Hive::parse("REGEDIT4\n").unwrap_err(),
