@@ -13,6 +13,7 @@ use std::path::Path;
 
 use super::hives::{self, Hives};
 use super::paths::{hkey_path, windows_path};
+use super::policy::WINE_CHURN;
 use super::reg::{render, type_name, RegValue, REG_DWORD};
 use super::relay;
 use super::trace::{self, Op, ProcessKey, Role, Trace};
@@ -24,20 +25,6 @@ use crate::report::{
 
 /// Entries kept per registry list, mutexes and services; the rest is counted in `incomplete`.
 pub const ENTRIES_MAX: usize = 5_000;
-
-/// Keys Wine rewrites itself on every start (device classes, fonts, ...): hive-diff changes
-/// under them are not attributed to the sample when the trace cannot say who made them.
-const WINE_CHURN: &[&str] = &[
-    "registry\\machine\\system\\currentcontrolset\\control\\class\\",
-    "registry\\machine\\system\\currentcontrolset\\enum\\",
-    "registry\\machine\\system\\currentcontrolset\\control\\deviceclasses\\",
-    "registry\\machine\\system\\currentcontrolset\\control\\timezoneinformation",
-    "registry\\machine\\software\\microsoft\\windows nt\\currentversion\\networkcards",
-    "registry\\machine\\hardware\\",
-    "registry\\user\\s-1-5-21-0-0-0-1000\\software\\wine\\",
-    // Rewritten from the Unix environment at every start.
-    "registry\\user\\s-1-5-21-0-0-0-1000\\volatile environment",
-];
 
 /// Adds the Windows sections to `report`. Missing or damaged inputs become `incomplete` entries.
 pub fn apply(report: &mut Report, run: &WineRun) {

@@ -25,6 +25,7 @@ pub mod fields;
 pub mod hives;
 pub mod lines;
 pub mod paths;
+pub mod policy;
 pub mod reg;
 pub mod relay;
 pub mod trace;

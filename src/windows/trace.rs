@@ -21,6 +21,9 @@ use std::io::{self, BufRead};
 use super::escape::unescape;
 use super::fields::{field, group, hex, string};
 use super::lines::{CappedLines, LINE_MAX};
+use super::policy::{
+    WINE_OWN_ACCESS, WINE_OWN_MUTEXES, WINE_OWN_VALUES, WINE_OWN_VALUES_SET, WINE_PROGRAMS,
+};
 use super::reg::{parse_value_line, RegValue};
 
 /// Records kept from one trace; beyond this they are counted in [`Trace::dropped`].
@@ -29,24 +32,6 @@ pub const RECORDS_MAX: usize = 20_000;
 pub const SERVICES_MAX: usize = 5_000;
 /// Key handles remembered at once across all processes (a sample may leak handles).
 const HANDLES_MAX: usize = 100_000;
-
-/// Images Wine starts for itself (under `C:\windows\system32` or `syswow64`). `conhost.exe` (the
-/// console host) and `explorer.exe /desktop` are Wine's whoever starts them; the others are
-/// Wine's only when Wine started them.
-pub const WINE_PROGRAMS: &[&str] = &[
-    "start.exe",
-    // The orchestrator boots the Wine session with it before it starts the sample.
-    "hostname.exe",
-    "wineboot.exe",
-    "winemenubuilder.exe",
-    "services.exe",
-    "winedevice.exe",
-    "explorer.exe",
-    "plugplay.exe",
-    "svchost.exe",
-    "rpcss.exe",
-    "conhost.exe",
-];
 
 /// Whose process it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -654,35 +639,6 @@ impl State {
     }
 }
 
-/// Access masks of Wine's own opens of `Software\Wine` inside a program's process: the loader
-/// (KEY_ALL_ACCESS, every process) and user32 (MAXIMUM_ALLOWED, processes that load it).
-const WINE_OWN_ACCESS: &[u32] = &[0x000f_003f, 0x0200_0000];
-
-/// What Wine's DLLs do inside every program's process, seen in traces of programs that do none
-/// of it (Wine 8.0): not the sample's behaviour. (key, value) pairs set, and mutex names.
-const WINE_OWN_VALUES_SET: &[(&str, &str)] = &[
-    // kernelbase, at start-up: the time zone Wine derived from the host.
-    (
-        "registry\\machine\\system\\currentcontrolset\\control\\timezoneinformation",
-        "standardname",
-    ),
-    (
-        "registry\\machine\\system\\currentcontrolset\\control\\timezoneinformation",
-        "timezonekeyname",
-    ),
-    // user32, when loaded: the keyboard layout.
-    (
-        "registry\\user\\s-1-5-21-0-0-0-1000\\keyboard layout\\preload",
-        "1",
-    ),
-];
-const WINE_OWN_MUTEXES: &[&str] = &[
-    // gdi32, when loaded.
-    "\\BaseNamedObjects\\__WINE_FONT_MUTEX__",
-    // win32u, when a process first uses the display.
-    "\\Sessions\\1\\BaseNamedObjects\\display_device_init",
-];
-
 fn is_wine_own(op: &Op) -> bool {
     match op {
         Op::ValueSet { key, name, .. } => {
@@ -695,10 +651,6 @@ fn is_wine_own(op: &Op) -> bool {
         _ => false,
     }
 }
-/// Values of `Software\Wine` that Wine itself reads in every process (ntdll: `ShowDotFiles`;
-/// the Windows version emulated: `Version`); a sample reading them is not told apart.
-const WINE_OWN_VALUES: &[&str] = &["ShowDotFiles", "Version"];
-
 impl State {
     /// `Get key ...\\Services\\<name> value "ImagePath"=...` by services.exe.
     fn service_read(&mut self, line: &str, pending: &Pending) {
