@@ -27,6 +27,7 @@ pub mod lines;
 pub mod paths;
 pub mod policy;
 pub mod reg;
+pub mod registry;
 pub mod relay;
 pub mod trace;
 
