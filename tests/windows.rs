@@ -93,17 +93,13 @@ fn value_set<'a>(values: &'a [Value], key: &str, name: &str) -> Option<&'a Value
     })
 }
 
-/// The file entry created at a Windows path (the report gives Windows paths for files in the
-/// prefix).
+/// The file entry created at a Windows path (files in the prefix carry their `C:\` path).
 fn created<'a>(r: &'a Report, windows_path: &str) -> Option<&'a aegis::report::FileEntry> {
-    let guest = windows_path
-        .replacen("C:", "/root/.wine/drive_c", 1)
-        .replace('\\', "/");
-    r.files
-        .created
-        .iter()
-        .filter(|f| f.sha256.is_some())
-        .find(|f| f.path.eq_ignore_ascii_case(windows_path) || f.path == guest)
+    r.files.created.iter().filter(|f| f.sha256.is_some()).find(|f| {
+        f.windows_path
+            .as_deref()
+            .is_some_and(|w| w.eq_ignore_ascii_case(windows_path))
+    })
 }
 
 fn console_program_facts(bits: u8) {
@@ -172,9 +168,10 @@ fn console_program_facts(bits: u8) {
         Some(sample.id),
         "cmd.exe descends from the sample"
     );
+    let windows = cmd.windows.as_ref().expect("cmd.exe's Windows view");
     assert_eq!(
-        a.json["processes"][cmd.id as usize - 1]["windows"]["command_line"],
-        "cmd.exe /c echo child-of-fixture"
+        windows.command_line.as_deref(),
+        Some("cmd.exe /c echo child-of-fixture")
     );
 
     // The TCP connect attempt to the documentation address, refused inside the sandbox.

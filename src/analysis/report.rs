@@ -75,6 +75,9 @@ pub fn not_executed(
         files: Default::default(),
         network: network_none(),
         events_of_note: Vec::new(),
+        registry: Default::default(),
+        mutexes: Vec::new(),
+        services: Vec::new(),
         output: Output::default(),
         summary: Summary::default(),
         incomplete: Vec::new(),
@@ -101,21 +104,13 @@ pub fn from_run(
         builder.feed(ev);
     }
     let mut behaviour = builder.finish(&outcome.files);
-    let mut incomplete = incompleteness(&mut behaviour, outcome, torn);
-    if matches!(sample.kind, Kind::Windows { .. }) {
-        let wine = crate::windows::WineRun::new(&image.rootfs, &run.dir);
-        incomplete.extend(wine.gaps().into_iter().map(|reason| Incomplete {
-            section: "registry".into(),
-            reason,
-            dropped: None,
-        }));
-    }
+    let incomplete = incompleteness(&mut behaviour, outcome, torn);
     let execution = execution(&behaviour, outcome, command, sample, submitted);
     let failed = outcome.setup_error.is_some()
         || (!behaviour.stream_complete && !outcome.timed_out && !outcome.pids_stopped);
     let summary = summarize(&behaviour);
     let output_max = config.sandbox.output_max_bytes;
-    Report {
+    let mut report = Report {
         analysis_id: analysis_id.into(),
         status: if failed {
             ReportStatus::Failed
@@ -134,13 +129,58 @@ pub fn from_run(
             ..behaviour.network
         },
         events_of_note: with_launch_notes(behaviour.events_of_note, sample, request, run),
+        registry: Default::default(),
+        mutexes: Vec::new(),
+        services: Vec::new(),
         output: Output {
             stdout: stream(run, "stdout", &outcome.stdout, output_max),
             stderr: stream(run, "stderr", &outcome.stderr, output_max),
         },
         summary,
         incomplete,
+    };
+    if matches!(sample.kind, Kind::Windows { .. }) {
+        add_windows_sections(&mut report, image, run, outcome);
     }
+    report
+}
+
+/// The Windows view: registry, mutexes, services, Windows paths and process names from
+/// wineserver's trace, the saved hives and the relay trace on the sample's stderr; the relay
+/// lines then leave `output.stderr` (`stderr.bin` keeps everything).
+fn add_windows_sections(
+    report: &mut Report,
+    image: &ImageInfo,
+    run: &RunLayout,
+    outcome: &SandboxOutcome,
+) {
+    let wine = crate::windows::WineRun::new(&image.rootfs, &run.dir);
+    crate::windows::apply_with_relay(report, &wine, Some(&run.stream("stderr")));
+    report.output.stderr.text = without_relay_lines(&report.output.stderr.text);
+    if let Some(log) = outcome.wine_log.as_ref().filter(|l| l.bytes > l.kept) {
+        report.incomplete.push(Incomplete {
+            section: "windows".into(),
+            reason: format!(
+                "wineserver's trace was cut after {} of its {} bytes",
+                log.kept, log.bytes
+            ),
+            dropped: Some(log.bytes - log.kept),
+        });
+    }
+}
+
+/// `text` without Wine's relay lines (`Call ...`, `Ret ...`, `trace:relay:...`); Wine's
+/// `err:`, `warn:` and `fixme:` lines stay: they say what Wine could not do for the sample.
+fn without_relay_lines(text: &str) -> String {
+    text.split_inclusive('\n')
+        .filter(|line| {
+            let line = line.trim_end_matches('\n');
+            let diagnostic = [":err:", ":warn:", ":fixme:"]
+                .iter()
+                .any(|m| line.contains(m));
+            diagnostic || !crate::windows::relay::is_debug_line(line)
+        })
+        .collect()
 }
 
 fn incompleteness(b: &mut Behaviour, outcome: &SandboxOutcome, torn: usize) -> Vec<Incomplete> {
@@ -353,5 +393,21 @@ fn stream(run: &RunLayout, name: &str, captured: &crate::sandbox::Captured, max:
         bytes: captured.bytes,
         truncated: captured.bytes > shown.len() as u64,
         artifact: (captured.kept > 0).then(|| format!("{name}.bin")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn relay_lines_leave_stderr_and_wine_diagnostics_stay() {
+        let text = "0024:Call KERNEL32.GetProcAddress(1,2 \"wine_get_version\") ret=3\n\
+                    0024:Ret  KERNEL32.GetProcAddress() retval=0 ret=3\n\
+                    0024:trace:relay:load_list L\"RelayInclude\" = L\"x\"\n\
+                    0024:err:winediag:nodrv_CreateWindow no driver\n\
+                    the program's own line\n";
+        assert_eq!(
+            super::without_relay_lines(text),
+            "0024:err:winediag:nodrv_CreateWindow no driver\nthe program's own line\n"
+        );
     }
 }
