@@ -3,7 +3,10 @@
 set -euo pipefail
 
 need=()
-for pkg in mmdebstrap gcc libc6-dev util-linux bubblewrap strace iproute2; do
+# iproute2: the network tests' outer namespaces; gcc-mingw-w64-*: the Windows test fixtures
+# (tests/windows.rs), compiled at test time.
+for pkg in mmdebstrap gcc libc6-dev util-linux bubblewrap strace iproute2 \
+  gcc-mingw-w64-x86-64 gcc-mingw-w64-i686; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if [ "${#need[@]}" -gt 0 ]; then

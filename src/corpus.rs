@@ -76,7 +76,7 @@ pub fn run(
             outcome,
         });
     }
-    let text = render(dir, &rows, timeout, config_network.mode.as_str());
+    let text = render(dir, markdown, &rows, timeout, config_network.mode.as_str());
     std::fs::write(markdown, text)
         .with_context(|| format!("cannot write {}", markdown.display()))?;
     let failed = rows.iter().filter(|r| !complete(&r.outcome)).count();
@@ -107,15 +107,16 @@ fn short(outcome: &Result<Report, String>) -> String {
     }
 }
 
-fn render(dir: &Path, rows: &[Row], timeout: u64, network: &str) -> String {
+fn render(dir: &Path, markdown: &Path, rows: &[Row], timeout: u64, network: &str) -> String {
     let mut t = String::new();
     let _ = writeln!(t, "# Corpus run\n");
     let _ = writeln!(
         t,
         "Every script of `{}` analysed with `aegis corpus` (native backend, network `{network}`, \
-         timeout {timeout} s each). Regenerate with:\n\n```\naegis corpus {} --markdown docs/corpus.md\n```\n",
+         timeout {timeout} s each). Regenerate with:\n\n```\naegis corpus {} --markdown {}\n```\n",
         dir.display(),
-        dir.display()
+        dir.display(),
+        markdown.display()
     );
     let ok = rows.iter().filter(|r| complete(&r.outcome)).count();
     let _ = writeln!(t, "{} scripts, {} complete reports.\n", rows.len(), ok);

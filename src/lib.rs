@@ -7,6 +7,7 @@
 //! - [`monitor`]: the behaviour monitor, which runs *inside* the sandbox as its init process.
 //! - [`report`]: the report document and its JSON Schema.
 //! - [`image`]: guest images built with mmdebstrap.
+//! - [`windows`]: Windows samples under Wine (launch, and where a run's Wine evidence lies).
 
 pub mod analysis;
 pub mod cli;
@@ -24,3 +25,4 @@ pub mod report;
 pub mod sample;
 pub mod sandbox;
 pub mod service;
+pub mod windows;

@@ -9,6 +9,7 @@ use sha1::Sha1;
 use sha2::{Digest, Sha256};
 
 use crate::report::SampleInfo;
+use crate::windows::{self, Launch};
 
 /// Directory inside the guest where the sample is placed; also its working directory.
 pub const SAMPLE_DIR: &str = "/root";
@@ -31,7 +32,11 @@ pub enum Kind {
     Script {
         interpreter: &'static str,
     },
-    /// Cannot run in the Linux guest.
+    /// A Windows program or script, run under Wine in the `windows` image.
+    Windows {
+        launch: Launch,
+    },
+    /// Cannot run in the guest.
     NotRunnable {
         reason: String,
     },
@@ -59,14 +64,15 @@ impl Sample {
     pub fn classify(file_name: &str, bytes: &[u8]) -> Sample {
         let guest_name = sanitize_name(file_name);
         let (kind, file_type, arch) = classify(&guest_name, bytes);
-        let platform = if bytes.starts_with(b"MZ") {
-            "windows"
+        let windows = bytes.starts_with(b"MZ") || matches!(kind, Kind::Windows { .. });
+        let (platform, dir) = if windows {
+            ("windows", windows::downloads_guest_dir())
         } else {
-            "linux"
+            ("linux", SAMPLE_DIR.to_string())
         };
         let info = SampleInfo {
             file_name: file_name.to_string(),
-            sandbox_path: format!("{SAMPLE_DIR}/{guest_name}"),
+            sandbox_path: format!("{dir}/{guest_name}"),
             size: bytes.len() as u64,
             md5: String::new(),
             sha1: String::new(),
@@ -82,12 +88,31 @@ impl Sample {
         }
     }
 
+    /// The guest image the sample runs in.
+    pub fn image(&self) -> &'static str {
+        match self.kind {
+            Kind::Windows { .. } => windows::IMAGE,
+            _ => "linux",
+        }
+    }
+
+    /// The directory the sample starts in.
+    pub fn cwd(&self) -> String {
+        match self.kind {
+            Kind::Windows { .. } => windows::downloads_guest_dir(),
+            _ => SAMPLE_DIR.to_string(),
+        }
+    }
+
     /// argv that starts the sample inside the guest, or the reason it cannot start.
     pub fn command(&self, arguments: &[String]) -> Result<Vec<String>, String> {
         let path = self.info.sandbox_path.clone();
         let mut argv = match &self.kind {
             Kind::Elf { .. } | Kind::Shebang { .. } => vec![path],
             Kind::Script { interpreter } => vec![interpreter.to_string(), path],
+            Kind::Windows { launch } => {
+                return windows::command(launch, &self.guest_name, arguments)
+            }
             Kind::NotRunnable { reason } => return Err(reason.clone()),
         };
         argv.extend(arguments.iter().cloned());
@@ -142,12 +167,7 @@ fn classify(name: &str, bytes: &[u8]) -> (Kind, String, String) {
         return classify_elf(bytes);
     }
     if bytes.starts_with(b"MZ") {
-        let kind = Kind::NotRunnable {
-            reason: "Windows PE files need the windows image, which this version cannot \
-                     build yet"
-                .into(),
-        };
-        return (kind, "PE (Windows executable)".into(), pe_arch(bytes));
+        return classify_pe(bytes);
     }
     if bytes.starts_with(b"#!") {
         let line = bytes.split(|b| *b == b'\n').next().unwrap_or_default();
@@ -162,6 +182,15 @@ fn classify(name: &str, bytes: &[u8]) -> (Kind, String, String) {
 
 fn classify_text(name: &str, bytes: &[u8]) -> (Kind, String, String) {
     let ext = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());
+    let windows = match ext.as_deref() {
+        Some("bat" | "cmd") => Some((Launch::Batch, "Windows batch script")),
+        Some("js") => Some((Launch::Script, "JScript (Windows Script Host)")),
+        Some("vbs") => Some((Launch::Script, "VBScript (Windows Script Host)")),
+        _ => None,
+    };
+    if let Some((launch, label)) = windows {
+        return (Kind::Windows { launch }, label.into(), "none".into());
+    }
     let by_ext = match ext.as_deref() {
         Some("sh") => Some(("/bin/sh", "shell script")),
         Some("bash") => Some(("/bin/bash", "bash script")),
@@ -288,12 +317,73 @@ fn classify_elf(bytes: &[u8]) -> (Kind, String, String) {
     (kind, file_type, arch)
 }
 
-fn pe_arch(bytes: &[u8]) -> String {
-    match goblin::pe::PE::parse(bytes) {
-        Ok(pe) if pe.is_64 => "x86_64".into(),
-        Ok(_) => "i386".into(),
-        Err(_) => "unknown".into(),
-    }
+/// A PE file: executable or DLL, 32 or 64 bits, console or GUI; only x86 and x86-64 run.
+fn classify_pe(bytes: &[u8]) -> (Kind, String, String) {
+    use goblin::pe::header::{COFF_MACHINE_X86, COFF_MACHINE_X86_64};
+    use goblin::pe::subsystem::{IMAGE_SUBSYSTEM_WINDOWS_CUI, IMAGE_SUBSYSTEM_WINDOWS_GUI};
+
+    let pe = match goblin::pe::PE::parse(bytes) {
+        Ok(pe) => pe,
+        Err(err) => {
+            let kind = Kind::NotRunnable {
+                reason: format!("the PE file is truncated or malformed: {err}"),
+            };
+            return (kind, "PE (malformed)".into(), "unknown".into());
+        }
+    };
+    let machine = pe.header.coff_header.machine;
+    let arch = match machine {
+        COFF_MACHINE_X86_64 => "x86_64",
+        COFF_MACHINE_X86 => "i386",
+        _ => "unknown",
+    };
+    let subsystem = pe
+        .header
+        .optional_header
+        .map(|h| h.windows_fields.subsystem);
+    let (bits, format) = if pe.is_64 {
+        (64, "PE32+")
+    } else {
+        (32, "PE32")
+    };
+    let what = if pe.is_lib { "DLL" } else { "executable" };
+    let ui = match subsystem {
+        Some(IMAGE_SUBSYSTEM_WINDOWS_GUI) => "GUI",
+        Some(IMAGE_SUBSYSTEM_WINDOWS_CUI) => "console",
+        Some(_) => "other subsystem",
+        None => "no optional header",
+    };
+    let file_type = format!("{format} {what} ({ui}), {arch}");
+    let kind = if arch == "unknown" {
+        Kind::NotRunnable {
+            reason: format!(
+                "PE for machine type {machine:#06x}: only x86 and x86-64 Windows programs run"
+            ),
+        }
+    } else if pe.is_lib {
+        let first_export = pe
+            .exports
+            .iter()
+            .find_map(|e| e.name.filter(|n| !n.is_empty()).map(str::to_string));
+        Kind::Windows {
+            launch: Launch::Dll { bits, first_export },
+        }
+    } else if matches!(
+        subsystem,
+        Some(IMAGE_SUBSYSTEM_WINDOWS_GUI | IMAGE_SUBSYSTEM_WINDOWS_CUI)
+    ) {
+        Kind::Windows {
+            launch: Launch::Exe {
+                gui: subsystem == Some(IMAGE_SUBSYSTEM_WINDOWS_GUI),
+                bits,
+            },
+        }
+    } else {
+        Kind::NotRunnable {
+            reason: format!("PE {what} for {ui}: not a Windows program Wine can start"),
+        }
+    };
+    (kind, file_type, arch.to_string())
 }
 
 #[cfg(test)]
@@ -353,6 +443,40 @@ mod tests {
             .command(&[])
             .unwrap_err()
             .contains("truncated or malformed"));
+    }
+
+    #[test]
+    fn windows_scripts_are_recognised_by_name() {
+        let s = Sample::identify("run.CMD", b"@echo off\r\nreg add HKCU\\x\r\n");
+        assert_eq!(
+            s.kind,
+            Kind::Windows {
+                launch: Launch::Batch
+            }
+        );
+        assert_eq!(s.info.platform, "windows");
+        assert_eq!(s.image(), "windows");
+        assert_eq!(
+            s.info.sandbox_path,
+            "/root/.wine/drive_c/users/jmiller/Downloads/run.CMD"
+        );
+        let s = Sample::identify("a.vbs", b"WScript.Echo 1\r\n");
+        assert_eq!(
+            s.kind,
+            Kind::Windows {
+                launch: Launch::Script
+            }
+        );
+    }
+
+    #[test]
+    fn malformed_pe_is_not_runnable_and_says_why() {
+        let s = Sample::identify("x.exe", b"MZ\x90\x00junk");
+        assert!(s
+            .command(&[])
+            .unwrap_err()
+            .contains("PE file is truncated or malformed"));
+        assert_eq!(s.info.platform, "windows");
     }
 
     #[test]

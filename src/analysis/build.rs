@@ -88,6 +88,7 @@ impl<'a> Builder<'a> {
             reparented: false,
             threads: 1,
             execs: 0,
+            windows: None,
         };
         self.out.processes.push(p);
         let index = self.out.processes.len() - 1;
@@ -267,6 +268,7 @@ impl<'a> Builder<'a> {
                     artifact,
                     artifact_note: note,
                     exists_at_end: false,
+                    windows_path: None,
                 };
                 self.deletes.push((path, entry));
             }
@@ -602,6 +604,10 @@ pub fn summarize(b: &Behaviour) -> Summary {
         ip_traffic,
         dns_lookups,
         http_conversations,
+        registry_keys_set: Vec::new(),
+        registry_keys_deleted: Vec::new(),
+        mutexes_created: Vec::new(),
+        services_created: Vec::new(),
         counts: Counts {
             processes: b.processes.len(),
             files_created: files.created.len(),
@@ -609,6 +615,7 @@ pub fn summarize(b: &Behaviour) -> Summary {
             files_deleted: files.deleted.len(),
             connections: b.network.connections.len(),
             events_of_note: b.events_of_note.len(),
+            ..Counts::default()
         },
     }
 }

@@ -18,7 +18,7 @@ use crate::config::{Backend, Config, Limits, Placement};
 use crate::image::{ImageError, ImageInfo, ImageStore};
 use crate::paths::DataDir;
 use crate::report::Report;
-use crate::sample::{Sample, SAMPLE_DIR};
+use crate::sample::{Kind, Sample};
 use crate::sandbox::cgroup::{Cgroup, Hierarchy};
 use crate::sandbox::{RunLayout, SandboxOutcome, SandboxSpec};
 
@@ -135,7 +135,16 @@ impl Engine {
                 return self.store(dir, report);
             }
         };
-        let image = ImageStore::new(&self.data).ensure(LINUX_IMAGE, progress)?;
+        let docker = request.placement.backend == Backend::Docker;
+        if docker && matches!(sample.kind, Kind::Windows { .. }) {
+            let reason = "Windows samples run under Wine with the native backend only; \
+                          the docker backend runs Linux samples"
+                .to_string();
+            return Err(AnalysisError::Docker(crate::docker::DockerError::Local(
+                reason,
+            )));
+        }
+        let image = ImageStore::new(&self.data).ensure(sample.image(), progress)?;
         progress(&format!("running {} in the sandbox", sample.info.file_name));
 
         let run = RunLayout::new(&self.data.run(analysis_id));
@@ -202,15 +211,19 @@ impl Engine {
         check_traversable(&run.dir)?;
         leftovers::write_owner(run).map_err(io("write", &run.owner()))?;
         fs::write(run.sample(), &request.bytes).map_err(io("write", &run.sample()))?;
+        let windows = matches!(sample.kind, Kind::Windows { .. });
         let spec = SandboxSpec {
             analysis_id: analysis_id.to_string(),
             run_dir: run.dir.clone(),
             rootfs: image.rootfs.clone(),
             limits: request.limits,
             argv: command.to_vec(),
-            env: guest_environment(),
-            cwd: SAMPLE_DIR.to_string(),
-            hostname: crate::guest::HOSTNAME.to_string(),
+            env: match &sample.kind {
+                Kind::Windows { launch } => crate::windows::environment(launch),
+                _ => guest_environment(),
+            },
+            cwd: sample.cwd(),
+            hostname: hostname(&image.name).to_string(),
             sample_guest_path: sample.info.sandbox_path.clone(),
             artifact_max_bytes: self.config.sandbox.artifact_max_bytes,
             output_keep_bytes: self
@@ -219,6 +232,7 @@ impl Engine {
                 .artifact_max_bytes
                 .max(self.config.sandbox.output_max_bytes),
             network: request.network,
+            wine: windows.then(crate::windows::sandbox),
         };
         let text = serde_json::to_vec_pretty(&spec).unwrap_or_default();
         fs::write(run.spec(), text).map_err(io("write", &run.spec()))?;
@@ -256,7 +270,7 @@ impl Engine {
             limits: s.request.limits,
             argv: s.command.to_vec(),
             env: guest_environment(),
-            cwd: SAMPLE_DIR.to_string(),
+            cwd: s.sample.cwd(),
             hostname: crate::guest::HOSTNAME.to_string(),
             sample_guest_path: s.sample.info.sandbox_path.clone(),
             sample: &s.request.bytes,
@@ -291,6 +305,15 @@ impl Engine {
         fs::write(&tmp, text).map_err(io("write", &tmp))?;
         fs::rename(&tmp, &path).map_err(io("rename", &path))?;
         Ok(Finished { report, dir })
+    }
+}
+
+/// The host name of the guest built from `image`.
+pub fn hostname(image: &str) -> &'static str {
+    if image == crate::windows::IMAGE {
+        crate::windows::COMPUTER_NAME
+    } else {
+        crate::guest::HOSTNAME
     }
 }
 

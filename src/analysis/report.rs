@@ -13,7 +13,7 @@ use crate::report::{
     text, EndReason, Environment, Execution, Incomplete, Network, Output, Report, ReportStatus,
     Stream, Summary, REPORT_VERSION,
 };
-use crate::sample::{Sample, SAMPLE_DIR};
+use crate::sample::{Kind, Sample};
 use crate::sandbox::{RunLayout, SandboxOutcome};
 
 fn rfc3339(t: DateTime<Utc>) -> String {
@@ -30,7 +30,7 @@ fn environment(request: &AnalysisRequest, image: Option<&ImageInfo>, cgroup: &st
         image_digest: image.map_or(String::new(), |i| i.digest.clone()),
         network: request.network.mode.as_str().into(),
         limits: request.limits,
-        hostname: crate::guest::HOSTNAME.into(),
+        hostname: super::hostname(image.map_or("linux", |i| i.name.as_str())).into(),
         cgroup_version: cgroup.into(),
         aegis_version: env!("CARGO_PKG_VERSION").into(),
     }
@@ -62,7 +62,7 @@ pub fn not_executed(
         environment: environment(request, image, ""),
         execution: Execution {
             command: Vec::new(),
-            cwd: SAMPLE_DIR.into(),
+            cwd: sample.cwd(),
             started_at: now.clone(),
             ended_at: now,
             duration_s: 0.0,
@@ -79,6 +79,9 @@ pub fn not_executed(
         files: Default::default(),
         network: network_not_run(request),
         events_of_note: Vec::new(),
+        registry: Default::default(),
+        mutexes: Vec::new(),
+        services: Vec::new(),
         output: Output::default(),
         summary: Summary::default(),
         incomplete: Vec::new(),
@@ -116,12 +119,12 @@ pub fn from_run(
         outcome.started_ns,
         &mut incomplete,
     );
-    let execution = execution(&behaviour, outcome, command, submitted);
+    let execution = execution(&behaviour, outcome, command, sample, submitted);
     let failed =
         outcome.setup_error.is_some() || (!behaviour.stream_complete && !outcome.ended_by_force());
     let summary = summarize(&behaviour);
     let output_max = config.sandbox.output_max_bytes;
-    Report {
+    let mut report = Report {
         analysis_id: analysis_id.into(),
         status: if failed {
             ReportStatus::Failed
@@ -136,14 +139,59 @@ pub fn from_run(
         processes: behaviour.processes,
         files: behaviour.files,
         network: behaviour.network,
-        events_of_note: behaviour.events_of_note,
+        events_of_note: with_launch_notes(behaviour.events_of_note, sample, request, run),
+        registry: Default::default(),
+        mutexes: Vec::new(),
+        services: Vec::new(),
         output: Output {
             stdout: stream(run, "stdout", &outcome.stdout, output_max),
             stderr: stream(run, "stderr", &outcome.stderr, output_max),
         },
         summary,
         incomplete,
+    };
+    if matches!(sample.kind, Kind::Windows { .. }) {
+        add_windows_sections(&mut report, image, run, outcome);
     }
+    report
+}
+
+/// The Windows view: registry, mutexes, services, Windows paths and process names from
+/// wineserver's trace, the saved hives and the relay trace on the sample's stderr; the relay
+/// lines then leave `output.stderr` (`stderr.bin` keeps everything).
+fn add_windows_sections(
+    report: &mut Report,
+    image: &ImageInfo,
+    run: &RunLayout,
+    outcome: &SandboxOutcome,
+) {
+    let wine = crate::windows::WineRun::new(&image.rootfs, &run.dir);
+    crate::windows::apply_with_relay(report, &wine, Some(&run.stream("stderr")));
+    report.output.stderr.text = without_relay_lines(&report.output.stderr.text);
+    if let Some(log) = outcome.wine_log.as_ref().filter(|l| l.bytes > l.kept) {
+        report.incomplete.push(Incomplete {
+            section: "windows".into(),
+            reason: format!(
+                "wineserver's trace was cut after {} of its {} bytes",
+                log.kept, log.bytes
+            ),
+            dropped: Some(log.bytes - log.kept),
+        });
+    }
+}
+
+/// `text` without Wine's relay lines (`Call ...`, `Ret ...`, `trace:relay:...`); Wine's
+/// `err:`, `warn:` and `fixme:` lines stay: they say what Wine could not do for the sample.
+fn without_relay_lines(text: &str) -> String {
+    text.split_inclusive('\n')
+        .filter(|line| {
+            let line = line.trim_end_matches('\n');
+            let diagnostic = [":err:", ":warn:", ":fixme:"]
+                .iter()
+                .any(|m| line.contains(m));
+            diagnostic || !crate::windows::relay::is_debug_line(line)
+        })
+        .collect()
 }
 
 fn incompleteness(b: &mut Behaviour, outcome: &SandboxOutcome, torn: usize) -> Vec<Incomplete> {
@@ -197,6 +245,7 @@ fn execution(
     b: &Behaviour,
     outcome: &SandboxOutcome,
     command: &[String],
+    sample: &Sample,
     submitted: DateTime<Utc>,
 ) -> Execution {
     let now_mono = crate::monitor::now_ns();
@@ -207,7 +256,11 @@ fn execution(
         wall_now - Duration::nanoseconds(i64::try_from(back).unwrap_or(i64::MAX))
     };
     let duration_s = outcome.ended_ns.saturating_sub(outcome.started_ns) as f64 / 1e9;
-    let root = b.processes.first();
+    // Under Wine the first process is the launcher; the sample's outcome is its loader's.
+    let root = match sample.kind {
+        Kind::Windows { .. } => windows_sample_process(&b.processes),
+        _ => b.processes.first(),
+    };
     let mut limits_hit = Vec::new();
     if outcome.cgroup.oom_kills > 0 {
         limits_hit.push("memory".to_string());
@@ -229,7 +282,7 @@ fn execution(
     };
     Execution {
         command: command.to_vec(),
-        cwd: SAMPLE_DIR.into(),
+        cwd: sample.cwd(),
         started_at: rfc3339(started),
         ended_at: rfc3339(to_wall(outcome.ended_ns.max(outcome.started_ns))),
         duration_s: (duration_s * 1e3).round() / 1e3,
@@ -244,6 +297,69 @@ fn execution(
             .map(|n| (n as f64 / 1e6).round() / 1e3),
         error,
     }
+}
+
+/// What the report must show about how a Windows sample was started: the export rundll32
+/// called for a DLL; a WSH script that stopped at a runtime error Wine does not report.
+fn with_launch_notes(
+    mut notes: Vec<crate::report::EventOfNote>,
+    sample: &Sample,
+    request: &AnalysisRequest,
+    run: &RunLayout,
+) -> Vec<crate::report::EventOfNote> {
+    use crate::windows::Launch;
+    let first_export = match &sample.kind {
+        Kind::Windows {
+            launch: Launch::Dll { first_export, .. },
+        } => first_export,
+        Kind::Windows {
+            launch: Launch::Script,
+        } => {
+            let stderr = fs::read(run.stream("stderr")).unwrap_or_default();
+            if String::from_utf8_lossy(&stderr).contains(crate::windows::SCRIPT_ERROR_LINE) {
+                notes.push(crate::report::EventOfNote {
+                    kind: "script_error".into(),
+                    process_id: None,
+                    time: 0.0,
+                    detail: "the script stopped at a runtime error; Wine's Windows Script Host \
+                             does not say which error or where, and exits with status 0"
+                        .into(),
+                });
+            }
+            return notes;
+        }
+        _ => return notes,
+    };
+    let detail = match (request.arguments.first(), first_export) {
+        (Some(given), _) => {
+            format!("rundll32 called the export {given}, given in the submission's arguments")
+        }
+        (None, Some(first)) => format!(
+            "rundll32 called the export {first}, the DLL's first export (no export was \
+             given in the submission's arguments)"
+        ),
+        (None, None) => return notes,
+    };
+    notes.insert(
+        0,
+        crate::report::EventOfNote {
+            kind: "dll_export".into(),
+            process_id: None,
+            time: 0.0,
+            detail,
+        },
+    );
+    notes
+}
+
+/// The process the launcher started the sample in: its last child (it starts wineserver and,
+/// for a GUI, Xvfb first, and only shell built-ins after the sample).
+fn windows_sample_process(processes: &[crate::report::Process]) -> Option<&crate::report::Process> {
+    let launcher = processes.first()?;
+    processes
+        .iter()
+        .rev()
+        .find(|p| p.parent_id == Some(launcher.id))
 }
 
 /// Which of the ways a run can end applies; limits beat the timeout because they explain it.
@@ -289,5 +405,21 @@ fn stream(run: &RunLayout, name: &str, captured: &crate::sandbox::Captured, max:
         bytes: captured.bytes,
         truncated: captured.bytes > shown.len() as u64,
         artifact: (captured.kept > 0).then(|| format!("{name}.bin")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn relay_lines_leave_stderr_and_wine_diagnostics_stay() {
+        let text = "0024:Call KERNEL32.GetProcAddress(1,2 \"wine_get_version\") ret=3\n\
+                    0024:Ret  KERNEL32.GetProcAddress() retval=0 ret=3\n\
+                    0024:trace:relay:load_list L\"RelayInclude\" = L\"x\"\n\
+                    0024:err:winediag:nodrv_CreateWindow no driver\n\
+                    the program's own line\n";
+        assert_eq!(
+            super::without_relay_lines(text),
+            "0024:err:winediag:nodrv_CreateWindow no driver\nthe program's own line\n"
+        );
     }
 }

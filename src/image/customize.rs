@@ -10,7 +10,7 @@ use std::io::{Read, Seek, Write};
 use std::os::unix::fs::{fchown, lchown, OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
-use crate::guest::{HOSTNAME, USER_ID, USER_NAME};
+use crate::guest::{USER_ID, USER_NAME};
 
 use super::ImageError;
 
@@ -64,9 +64,9 @@ web-prod-03
 ";
 
 /// Applies every customisation, in order.
-pub(super) fn apply(rootfs: &Path) -> Result<(), ImageError> {
+pub(super) fn apply(rootfs: &Path, hostname: &str) -> Result<(), ImageError> {
     let guest = Guest::new(rootfs);
-    set_identity(&guest)?;
+    set_identity(&guest, hostname)?;
     add_user(&guest)?;
     make_user_home(&guest)?;
     make_root_home(&guest)?;
@@ -77,16 +77,16 @@ pub(super) fn apply(rootfs: &Path) -> Result<(), ImageError> {
 }
 
 /// Hostname, hosts, machine id and resolver.
-fn set_identity(guest: &Guest) -> Result<(), ImageError> {
+fn set_identity(guest: &Guest, hostname: &str) -> Result<(), ImageError> {
     let hosts = format!(
-        "127.0.0.1\tlocalhost\n127.0.1.1\t{HOSTNAME}\n\n\
+        "127.0.0.1\tlocalhost\n127.0.1.1\t{hostname}\n\n\
          # The following lines are desirable for IPv6 capable hosts\n\
          ::1     localhost ip6-localhost ip6-loopback\n\
          ff02::1 ip6-allnodes\nff02::2 ip6-allrouters\n"
     );
     guest.write(
         "etc/hostname",
-        format!("{HOSTNAME}\n").as_bytes(),
+        format!("{hostname}\n").as_bytes(),
         0o644,
         ROOT,
     )?;
@@ -537,8 +537,8 @@ mod tests {
         let scratch = tempfile::tempdir().unwrap();
         let root = scratch.path().join("rootfs");
         fake_debian(&root);
-        apply(&root).unwrap();
-        apply(&root).unwrap(); // idempotent
+        apply(&root, crate::guest::HOSTNAME).unwrap();
+        apply(&root, crate::guest::HOSTNAME).unwrap(); // idempotent
 
         let read = |rel: &str| fs::read_to_string(root.join(rel)).unwrap();
         assert_eq!(read("etc/hostname"), "web-prod-03\n");

@@ -19,7 +19,7 @@ use std::process::{Command, ExitStatus, Stdio};
 
 use nix::sys::signal::Signal;
 
-use super::ImageError;
+use super::{ImageError, Recipe};
 
 /// The programs a build runs, found on PATH.
 #[derive(Debug, Clone)]
@@ -33,7 +33,7 @@ const MMDEBSTRAP: (&str, &str) = ("mmdebstrap", "mmdebstrap");
 const UNSHARE: (&str, &str) = ("unshare", "util-linux");
 
 /// Packages on top of minbase, each for what a sample commonly expects of a Linux server.
-const PACKAGES: &[&str] = &[
+pub(super) const PACKAGES: &[&str] = &[
     "bash",            // the shell droppers are written for
     "coreutils",       // cp, chmod, base64, ... used by nearly every script
     "procps",          // ps, pkill: samples look for competitors and analysis tools
@@ -120,6 +120,7 @@ pub(super) fn run(
     tools: &Tools,
     suite: &str,
     target: &Path,
+    recipe: &Recipe,
     progress: &mut dyn FnMut(&str),
 ) -> Result<(), ImageError> {
     let sources = sources_file()?;
@@ -128,7 +129,7 @@ pub(super) fn run(
         sources.display()
     ));
     tracing::info!(target = %target.display(), sources = %sources.display(), "running mmdebstrap");
-    let mut child = command(tools, suite, target, &sources)
+    let mut child = command(tools, suite, target, &sources, recipe)
         .spawn()
         .map_err(ImageError::io("run", &tools.unshare))?;
     let tail = match child.stderr.take() {
@@ -141,7 +142,8 @@ pub(super) fn run(
     check_status(status, &tail)
 }
 
-fn command(tools: &Tools, suite: &str, target: &Path, sources: &Path) -> Command {
+fn command(tools: &Tools, suite: &str, target: &Path, sources: &Path, recipe: &Recipe) -> Command {
+    let packages: Vec<&str> = PACKAGES.iter().chain(recipe.packages).copied().collect();
     let mut cmd = Command::new(&tools.unshare);
     cmd.args(["--mount", "--propagation", "private"])
         .args(["--pid", "--fork", "--kill-child"])
@@ -149,7 +151,11 @@ fn command(tools: &Tools, suite: &str, target: &Path, sources: &Path) -> Command
         .arg(&tools.mmdebstrap)
         .arg("--mode=root")
         .arg("--variant=minbase")
-        .arg(format!("--include={}", PACKAGES.join(",")))
+        .arg(format!(
+            "--architectures={}",
+            recipe.architectures.join(",")
+        ))
+        .arg(format!("--include={}", packages.join(",")))
         .arg(suite)
         .arg(target)
         .arg(sources)

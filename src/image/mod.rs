@@ -22,6 +22,7 @@ mod mmdebstrap;
 mod ownership;
 mod staging;
 mod walk;
+mod wineprefix;
 
 use std::fs;
 use std::io;
@@ -33,8 +34,58 @@ pub(crate) use mmdebstrap::locate as locate_tools;
 use crate::guest::UID_BASE;
 use crate::paths::DataDir;
 
-/// The images `aegis image build` accepts. `windows` comes later.
-pub const KNOWN_IMAGES: &[&str] = &["linux"];
+/// The images `aegis image build` accepts.
+pub const KNOWN_IMAGES: &[&str] = &["linux", "windows"];
+
+/// What makes one guest image differ from another.
+#[derive(Debug)]
+pub(crate) struct Recipe {
+    name: &'static str,
+    /// dpkg architectures (the first is the native one).
+    architectures: &'static [&'static str],
+    /// Packages on top of the Linux image's, each with the reason in [`RECIPES`].
+    packages: &'static [&'static str],
+    /// The guest's host name.
+    hostname: &'static str,
+    /// A Wine prefix is prepared and hardened in the image.
+    wine_prefix: bool,
+}
+
+/// One recipe per name of [`KNOWN_IMAGES`].
+const RECIPES: &[Recipe] = &[
+    Recipe {
+        name: "linux",
+        architectures: &["amd64"],
+        packages: &[],
+        hostname: crate::guest::HOSTNAME,
+        wine_prefix: false,
+    },
+    Recipe {
+        name: "windows",
+        // i386 through multiarch: wine32 runs 32-bit Windows programs.
+        architectures: &["amd64", "i386"],
+        packages: &[
+            "wine",        // the wine and wineboot commands used to prepare the prefix
+            "wine64",      // the 64-bit loader, wineserver and Wine's PE DLLs
+            "wine32:i386", // the 32-bit loader for PE32 programs
+            "xvfb",        // a virtual X server for GUI programs
+        ],
+        hostname: crate::windows::COMPUTER_NAME,
+        wine_prefix: true,
+    },
+];
+
+/// The recipe of a known image.
+fn recipe(name: &str) -> Result<&'static Recipe, ImageError> {
+    check_name(name)?;
+    RECIPES
+        .iter()
+        .find(|r| r.name == name)
+        .ok_or_else(|| ImageError::UnknownImage {
+            name: name.to_string(),
+            known: KNOWN_IMAGES.join(", "),
+        })
+}
 
 /// The Debian release the `linux` image is built from.
 const DEBIAN_SUITE: &str = "bookworm";
@@ -204,14 +255,18 @@ impl ImageStore {
         progress: &mut dyn FnMut(&str),
     ) -> Result<ImageInfo, ImageError> {
         let started = Instant::now();
+        let recipe = recipe(name)?;
         tracing::info!(image = name, suite = DEBIAN_SUITE, "building guest image");
         staging::remove_stale(&self.dir, progress)?;
         let build = staging::BuildDir::create(&self.dir, name)?;
         let rootfs = build.path().join(ROOTFS_DIR);
 
-        mmdebstrap::run(tools, DEBIAN_SUITE, &rootfs, progress)?;
+        mmdebstrap::run(tools, DEBIAN_SUITE, &rootfs, recipe, progress)?;
         progress("customising the guest (hostname, user, decoys, systemd layout)");
-        customize::apply(&rootfs)?;
+        customize::apply(&rootfs, recipe.hostname)?;
+        if recipe.wine_prefix {
+            wineprefix::prepare(&tools.unshare, &rootfs, progress)?;
+        }
         // Ownership last but one: customisation creates files as guest uids 0 and 1000.
         progress(&format!("shifting ownership to host uids from {UID_BASE}"));
         ownership::shift(&rootfs, UID_BASE)?;
@@ -336,13 +391,24 @@ mod tests {
     #[test]
     fn known_name_is_accepted() {
         assert!(check_name("linux").is_ok());
+        assert!(check_name("windows").is_ok());
+    }
+
+    #[test]
+    fn every_known_image_has_a_recipe() {
+        for name in KNOWN_IMAGES {
+            assert_eq!(recipe(name).unwrap().name, *name);
+        }
+        let windows = recipe("windows").unwrap();
+        assert!(windows.packages.contains(&"wine32:i386"));
+        assert_eq!(windows.architectures, ["amd64", "i386"]);
     }
 
     #[test]
     fn unknown_names_are_rejected_with_the_accepted_names() {
         for name in [
             "",
-            "windows",
+            "Windows",
             "Linux",
             "../linux",
             "linux/",
@@ -351,7 +417,10 @@ mod tests {
         ] {
             let err = check_name(name).unwrap_err();
             assert!(matches!(err, ImageError::UnknownImage { .. }), "{name:?}");
-            assert!(err.to_string().contains("known images: linux"), "{err}");
+            assert!(
+                err.to_string().contains("known images: linux, windows"),
+                "{err}"
+            );
         }
     }
 

@@ -146,6 +146,7 @@ fn monitor_setup(spec: &ContainerSpec, out: &Path, started: u64) -> Result<Monit
             max_tasks: Some(spec.pids),
         },
         drop_capabilities: true,
+        trace: None,
     })
 }
 

@@ -44,6 +44,9 @@ pub struct MonitorSetup {
     pub stop: StopPolicy,
     /// Empty the sample's capability sets before its exec (the monitor keeps its own).
     pub drop_capabilities: bool,
+    /// Handed to the first process as fd 4 (a Windows run's launcher gives it to
+    /// wineserver for its trace); `None` leaves fd 4 closed.
+    pub trace: Option<OwnedFd>,
 }
 
 /// Limits the monitor enforces itself: past the deadline, or when the sample holds

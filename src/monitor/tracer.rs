@@ -195,6 +195,13 @@ fn sample_child(
     exec_errors: i32,
 ) {
     let _ = nix::unistd::setsid();
+    let trace_high = match &setup.trace {
+        Some(fd) => match nix::fcntl::fcntl(fd.as_raw_fd(), nix::fcntl::FcntlArg::F_DUPFD(64)) {
+            Ok(high) => Some(high),
+            Err(_) => return,
+        },
+        None => None,
+    };
     // Inherited from the monitor; the monitor must be able to read this process's memory.
     let _ = nix::sys::prctl::set_dumpable(true);
     for (target, fd) in (0..).zip(stdio) {
@@ -208,8 +215,17 @@ fn sample_child(
     }
     let cloexec = nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC);
     let _ = nix::fcntl::fcntl(3, cloexec);
+    // fd 4: the trace pipe, when there is one (moved from a high number first so that the
+    // dup2 calls above cannot have overwritten it).
+    let mut first_closed = 4u32;
+    if let Some(high) = trace_high {
+        if nix::unistd::dup2(high, 4).is_err() {
+            return;
+        }
+        first_closed = 5;
+    }
     // SAFETY: close_range only closes descriptors; nothing in this process uses them after.
-    unsafe { libc::syscall(libc::SYS_close_range, 4u32, u32::MAX, 0u32) };
+    unsafe { libc::syscall(libc::SYS_close_range, first_closed, u32::MAX, 0u32) };
     // The monitor is shielded from the OOM killer; the sample must not be.
     let _ = std::fs::write("/proc/self/oom_score_adj", "0");
     if nix::unistd::chdir(setup.cwd.as_c_str()).is_err() {

@@ -29,6 +29,15 @@ pub struct Report {
     pub files: Files,
     pub network: Network,
     pub events_of_note: Vec<EventOfNote>,
+    /// Registry changes of a Windows sample (empty for Linux samples).
+    #[serde(default)]
+    pub registry: Registry,
+    /// Named mutexes a Windows sample created or opened (empty for Linux samples).
+    #[serde(default)]
+    pub mutexes: Vec<Mutex>,
+    /// Windows services a sample created or started (empty for Linux samples).
+    #[serde(default)]
+    pub services: Vec<Service>,
     pub output: Output,
     pub summary: Summary,
     /// Sections that could not be fully collected, with reasons.
@@ -143,6 +152,25 @@ pub struct Process {
     pub threads: u32,
     /// Images the process executed in order (a process may exec several times).
     pub execs: u32,
+    /// The Windows view of a process that ran under Wine; null otherwise.
+    #[serde(default)]
+    pub windows: Option<WindowsProcess>,
+}
+
+/// How a process that ran under Wine looks from Windows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct WindowsProcess {
+    /// Windows process id (wineserver's); null for wineserver itself.
+    pub pid: Option<u32>,
+    /// `C:\Windows\System32\cmd.exe`, when known.
+    pub image: Option<String>,
+    pub command_line: Option<String>,
+    /// `id` of the Windows parent (the process that called CreateProcess), when known.
+    pub parent_id: Option<u32>,
+    /// `sample` (the sample or a process it started), `wine` (a program Wine runs for itself:
+    /// services.exe, explorer.exe, ...), `wine_launcher` (Wine's first process before it loads
+    /// the program) or `wineserver`.
+    pub role: String,
 }
 
 /// A process and its children, nested.
@@ -180,6 +208,9 @@ pub struct FileEntry {
     pub artifact_note: Option<String>,
     /// True when the file still exists at the end of the analysis.
     pub exists_at_end: bool,
+    /// `C:\...` for a file inside the Wine prefix; null otherwise.
+    #[serde(default)]
+    pub windows_path: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -321,6 +352,62 @@ pub struct EventOfNote {
     pub detail: String,
 }
 
+/// Registry activity of a Windows sample, with full key paths (`HKEY_CURRENT_USER\...`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+pub struct Registry {
+    pub keys_created: Vec<RegistryKey>,
+    pub keys_deleted: Vec<RegistryKey>,
+    pub values_set: Vec<RegistryValue>,
+    pub values_deleted: Vec<RegistryValue>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub struct RegistryKey {
+    pub key: String,
+    pub process_id: Option<u32>,
+}
+
+/// One registry value written or deleted.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub struct RegistryValue {
+    pub key: String,
+    /// Value name; empty for the key's default value.
+    pub name: String,
+    /// `REG_SZ`, `REG_EXPAND_SZ`, `REG_MULTI_SZ`, `REG_DWORD`, `REG_QWORD`, `REG_BINARY`, ...
+    #[serde(rename = "type")]
+    pub value_type: String,
+    /// Strings as text (REG_MULTI_SZ: one item per line), numbers as `0x0000002a (42)`, other
+    /// data as hex bytes; cut after 4096 characters. For a deleted value, its last data.
+    pub data: String,
+    pub process_id: Option<u32>,
+    /// Whether the value is in the registry saved at the end (null when the hives were not
+    /// saved).
+    pub exists_at_end: Option<bool>,
+}
+
+/// A named mutex.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub struct Mutex {
+    /// The name as the sample gave it (`Global\x`, `Local\x` or a bare name).
+    pub name: String,
+    pub process_id: Option<u32>,
+}
+
+/// A Windows service created or started.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Service {
+    pub name: String,
+    /// `created` (its key appeared under `HKLM\System\CurrentControlSet\Services`) or
+    /// `started` (services.exe started its binary).
+    pub operation: String,
+    /// The `ImagePath` (binary and arguments).
+    pub binary_path: Option<String>,
+    pub display_name: Option<String>,
+    /// `boot`, `system`, `auto`, `demand`, `disabled` (the `Start` value).
+    pub start_type: Option<String>,
+    pub process_id: Option<u32>,
+}
+
 /// What the sample printed.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 pub struct Output {
@@ -353,6 +440,17 @@ pub struct Summary {
     pub ip_traffic: Vec<IpTraffic>,
     pub dns_lookups: Vec<DnsLookup>,
     pub http_conversations: Vec<HttpConversation>,
+    /// Registry values set, as `<key>\\<value name>` (the key alone for its default value).
+    #[serde(default)]
+    pub registry_keys_set: Vec<String>,
+    /// Registry keys deleted, and deleted values as `<key>\\<value name>`.
+    #[serde(default)]
+    pub registry_keys_deleted: Vec<String>,
+    #[serde(default)]
+    pub mutexes_created: Vec<String>,
+    /// Names of the services created.
+    #[serde(default)]
+    pub services_created: Vec<String>,
     /// Counts of the sections, for quick triage.
     pub counts: Counts,
 }
@@ -388,6 +486,18 @@ pub struct Counts {
     pub files_deleted: usize,
     pub connections: usize,
     pub events_of_note: usize,
+    #[serde(default)]
+    pub registry_keys_created: usize,
+    #[serde(default)]
+    pub registry_keys_deleted: usize,
+    #[serde(default)]
+    pub registry_values_set: usize,
+    #[serde(default)]
+    pub registry_values_deleted: usize,
+    #[serde(default)]
+    pub mutexes: usize,
+    #[serde(default)]
+    pub services: usize,
 }
 
 /// A section that could not be fully collected.

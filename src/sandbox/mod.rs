@@ -12,6 +12,7 @@ pub mod guest_view;
 pub mod kernel;
 pub mod seccomp;
 mod supervisor;
+mod wine;
 
 use std::path::{Path, PathBuf};
 
@@ -42,6 +43,26 @@ pub struct SandboxSpec {
     pub output_keep_bytes: u64,
     /// Loopback only, or the simulated internet.
     pub network: NetworkSpec,
+    /// Set for a Windows sample run under Wine.
+    #[serde(default)]
+    pub wine: Option<WineSandbox>,
+}
+
+/// What the supervisor does differently for a run under Wine (see [`crate::windows`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WineSandbox {
+    /// Guest path of the launcher, placed like the sample, and its text.
+    pub launcher_path: String,
+    pub launcher_script: String,
+    /// Guest path of the prefix whose registry hives are copied out after the run.
+    pub prefix: String,
+    /// The hive file names.
+    pub hives: Vec<String>,
+    /// At the timeout the launcher gets SIGTERM and this long to stop the Windows processes
+    /// and let wineserver save the registry; then everything left is killed.
+    pub stop_grace_s: u64,
+    /// Most bytes of wineserver's trace kept in `wine/server.log`.
+    pub log_keep_bytes: u64,
 }
 
 /// What the supervisor saw, written as `outcome.json`.
@@ -71,6 +92,12 @@ pub struct SandboxOutcome {
     /// shares the host's kernel; a user-space kernel (gVisor) keeps its own clock.
     #[serde(default)]
     pub clock_offset_ns: i64,
+    /// wineserver's trace (Windows runs only).
+    #[serde(default)]
+    pub wine_log: Option<Captured>,
+    /// The hives the run changed, copied from the writable layer (Windows runs only).
+    #[serde(default)]
+    pub wine_hives: Vec<String>,
 }
 
 impl SandboxOutcome {
@@ -140,6 +167,10 @@ impl RunLayout {
     /// Mount point of the overlay: the guest's root.
     pub fn root(&self) -> PathBuf {
         self.dir.join("root")
+    }
+    /// wineserver's trace and the saved hives of a Windows run.
+    pub fn wine(&self) -> PathBuf {
+        self.dir.join("wine")
     }
 }
 

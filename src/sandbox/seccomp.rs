@@ -658,6 +658,24 @@ mod tests {
         assert_eq!(run_args(&prog, x86, 5, [0, 0, 0]), RET_TRACE, "i386 open");
     }
 
+    /// Wine needs these unstopped and allowed: 32-bit Windows programs set up their segment
+    /// descriptors with modify_ldt (x86-64 154, i386 123), and Wine's threads use
+    /// arch_prctl (158) and sigaltstack (131 / 186). None may gain a rule by accident.
+    #[test]
+    fn calls_wine_needs_are_allowed() {
+        let prog = compile();
+        for nr in [154, 158, 131] {
+            assert_eq!(
+                run(&prog, AUDIT_ARCH_X86_64, nr, 0),
+                RET_ALLOW,
+                "x86-64 {nr}"
+            );
+        }
+        for nr in [123, 186] {
+            assert_eq!(run(&prog, AUDIT_ARCH_I386, nr, 0), RET_ALLOW, "i386 {nr}");
+        }
+    }
+
     #[test]
     fn lookup_inverts_number() {
         assert_eq!(lookup(Arch::X86_64, 42), Some(Sys::Connect));

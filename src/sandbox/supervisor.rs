@@ -18,7 +18,9 @@ use nix::unistd::{pipe2, Pid};
 
 use super::cgroup::{Cgroup, Hierarchy};
 use super::kernel::RealKernel;
-use super::{guest_view, seccomp, Captured, RunLayout, SandboxError, SandboxOutcome, SandboxSpec};
+use super::{
+    guest_view, seccomp, wine, Captured, RunLayout, SandboxError, SandboxOutcome, SandboxSpec,
+};
 use crate::guest::{UID_BASE, UID_COUNT};
 use crate::monitor::{self, MonitorSetup};
 use crate::netsim::{self, NetworkMode};
@@ -57,6 +59,9 @@ pub fn supervise(spec_path: &Path) -> Result<SandboxOutcome, SandboxError> {
     mount_scratch(&layout, spec.limits.disk_bytes)?;
     mount_overlay(&layout, &spec.rootfs)?;
     place_sample(&layout, &spec)?;
+    if let Some(w) = &spec.wine {
+        wine::place_launcher(&layout, w)?;
+    }
 
     // The cgroup exists before the sandbox's first process, so limits hold from the start.
     let hierarchy = Hierarchy::detect()?;
@@ -67,6 +72,9 @@ pub fn supervise(spec_path: &Path) -> Result<SandboxOutcome, SandboxError> {
     outcome.cgroup = cgroup.stats();
     cgroup.destroy()?;
 
+    if let Some(w) = &spec.wine {
+        wine::copy_hives(&layout, &spec.rootfs, w, &mut outcome);
+    }
     outcome.disk_full = scratch_full(&layout.scratch());
     super::collect::collect(&spec, &layout, &mut outcome);
     keep_staged_artifacts(&layout, &mut outcome);
@@ -137,7 +145,7 @@ fn mount_scratch(layout: &RunLayout, disk_bytes: u64) -> Result<(), SandboxError
     Ok(())
 }
 
-fn chown_guest_root(path: &Path) -> Result<(), SandboxError> {
+pub(super) fn chown_guest_root(path: &Path) -> Result<(), SandboxError> {
     std::os::unix::fs::lchown(path, Some(UID_BASE), Some(UID_BASE)).map_err(io("chown", path))
 }
 
@@ -184,6 +192,8 @@ struct InitFds {
     artifacts: OwnedFd,
     /// v1 `tasks` files the init writes "0" to, to join the analysis's cgroup itself.
     cgroup_join: Vec<File>,
+    /// Write end of wineserver's trace pipe (Windows runs), fd 4 of the launcher.
+    trace: Option<OwnedFd>,
 }
 
 fn run_sandbox(
@@ -212,6 +222,13 @@ fn run_sandbox(
         .map_err(io("chmod", &staged))?;
     chown_guest_root(&staged)?;
     let artifacts: OwnedFd = File::open(&staged).map_err(io("open", &staged))?.into();
+    let (trace_r, trace_w) = match spec.wine {
+        Some(_) => {
+            let (r, w) = pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(kernel("pipe"))?;
+            (Some(r), Some(w))
+        }
+        None => (None, None),
+    };
 
     let fds = InitFds {
         go: go_r,
@@ -220,6 +237,7 @@ fn run_sandbox(
         events,
         artifacts,
         cgroup_join: cgroup.self_join_files()?,
+        trace: trace_w,
     };
     let joins_itself = !fds.cgroup_join.is_empty();
     let child = clone_init(spec, layout, fds)?;
@@ -248,7 +266,14 @@ fn run_sandbox(
     // The write end stays open until we return: the init takes its closing as our death.
     nix::unistd::write(&go_w, b"g").map_err(kernel("release sandbox init"))?;
 
-    watch(spec, layout, cgroup, child, [out_r, errs_r], &mut outcome)?;
+    let mut pipes = vec![
+        (out_r, layout.stream("stdout")),
+        (errs_r, layout.stream("stderr")),
+    ];
+    if let Some(r) = trace_r {
+        pipes.push((r, crate::windows::run::server_log(&layout.dir)));
+    }
+    watch(spec, cgroup, child, pipes, &mut outcome)?;
     outcome.ended_ns = monitor::now_ns();
     if let Some(internet) = internet {
         internet.finish();
@@ -348,6 +373,7 @@ fn sandbox_init(spec: &SandboxSpec, layout: &RunLayout, fds: InitFds) -> Result<
         // The supervisor enforces the timeout and the pids limit from outside.
         stop: monitor::StopPolicy::default(),
         drop_capabilities: false,
+        trace: fds.trace,
     };
     drop(fds.errors);
     Ok(monitor::run(setup).code)
@@ -421,32 +447,21 @@ impl Drain {
     }
 }
 
-/// Drains output, enforces the timeout and the pids limit, waits for the init to end.
+/// Drains output (stdout, stderr, and wineserver's trace for a Windows run), enforces the
+/// timeout and the pids limit, waits for the init to end.
 fn watch(
     spec: &SandboxSpec,
-    layout: &RunLayout,
     cgroup: &Cgroup,
     child: Pid,
-    pipes: [OwnedFd; 2],
+    pipes: Vec<(OwnedFd, std::path::PathBuf)>,
     outcome: &mut SandboxOutcome,
 ) -> Result<(), SandboxError> {
-    let mut drains = Vec::new();
-    for (fd, name) in pipes.into_iter().zip(["stdout", "stderr"]) {
-        let path = layout.stream(name);
-        let file = File::create(&path).map_err(io("create", &path))?;
-        drains.push(Drain {
-            fd,
-            file,
-            keep: spec.output_keep_bytes,
-            captured: Captured::default(),
-            open: true,
-        });
-    }
+    let mut drains = open_drains(spec, pipes)?;
     let deadline = Instant::now() + Duration::from_secs(spec.limits.timeout_s);
     // A pidfd makes the init's exit wake the same poll that drains the output.
     let pidfd = pidfd_open(child);
     let mut init_status = None;
-    let mut killed_at: Option<Instant> = None;
+    let mut stop = Stop::Running;
     let mut last_pids_check = Instant::now();
     loop {
         let wait_for_exit = if init_status.is_none() {
@@ -454,7 +469,11 @@ fn watch(
         } else {
             None
         };
-        poll_drains(&mut drains, wait_for_exit, poll_timeout(deadline));
+        let wake = match stop {
+            Stop::Asked { until } => until,
+            _ => deadline,
+        };
+        poll_drains(&mut drains, wait_for_exit, poll_timeout(wake));
         if init_status.is_none() {
             init_status = match waitpid(child, Some(WaitPidFlag::WNOHANG | WaitPidFlag::__WALL)) {
                 Ok(WaitStatus::StillAlive) => None,
@@ -468,11 +487,10 @@ fn watch(
             }
         }
         let now = Instant::now();
-        if init_status.is_none() && killed_at.is_none() {
+        if init_status.is_none() && stop != Stop::Killed {
             if now >= deadline {
                 outcome.timed_out = true;
-                cgroup.kill_all()?;
-                killed_at = Some(now);
+                stop = at_deadline(spec, cgroup, child, stop, now)?;
             } else if now.duration_since(last_pids_check) > Duration::from_millis(200) {
                 last_pids_check = now;
                 if cgroup.pids_limit_reached() {
@@ -481,7 +499,7 @@ fn watch(
                     std::thread::sleep(Duration::from_millis(500));
                     outcome.pids_stopped = true;
                     cgroup.kill_all()?;
-                    killed_at = Some(Instant::now());
+                    stop = Stop::Killed;
                 }
             }
         }
@@ -498,7 +516,72 @@ fn watch(
     }
     outcome.stdout = drains[0].captured.clone();
     outcome.stderr = drains[1].captured.clone();
+    outcome.wine_log = drains.get(2).map(|d| d.captured.clone());
     Ok(())
+}
+
+/// Where a run is in being stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    Running,
+    /// A Windows run's launcher got SIGTERM, so that wineserver can save the registry; the
+    /// cgroup is killed at `until` if the run has not ended by then.
+    Asked {
+        until: Instant,
+    },
+    Killed,
+}
+
+/// The timeout has passed: a Windows run is asked to stop first, anything else (or a Windows
+/// run whose grace is over) is killed.
+fn at_deadline(
+    spec: &SandboxSpec,
+    cgroup: &Cgroup,
+    child: Pid,
+    stop: Stop,
+    now: Instant,
+) -> Result<Stop, SandboxError> {
+    match (stop, &spec.wine) {
+        (Stop::Running, Some(w)) => {
+            if let Some(launcher) = wine::launcher_pid(child) {
+                let _ = nix::sys::signal::kill(launcher, Signal::SIGTERM);
+            }
+            Ok(Stop::Asked {
+                until: now + Duration::from_secs(w.stop_grace_s),
+            })
+        }
+        (Stop::Asked { until }, _) if now < until => Ok(stop),
+        _ => {
+            cgroup.kill_all()?;
+            Ok(Stop::Killed)
+        }
+    }
+}
+
+/// One drain per pipe; the third, when there is one, is wineserver's trace.
+fn open_drains(
+    spec: &SandboxSpec,
+    pipes: Vec<(OwnedFd, std::path::PathBuf)>,
+) -> Result<Vec<Drain>, SandboxError> {
+    let mut drains = Vec::new();
+    for (index, (fd, path)) in pipes.into_iter().enumerate() {
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).map_err(io("mkdir", parent))?;
+        }
+        let file = File::create(&path).map_err(io("create", &path))?;
+        let keep = match (&spec.wine, index) {
+            (Some(w), 2) => w.log_keep_bytes,
+            _ => spec.output_keep_bytes,
+        };
+        drains.push(Drain {
+            fd,
+            file,
+            keep,
+            captured: Captured::default(),
+            open: true,
+        });
+    }
+    Ok(drains)
 }
 
 /// At most 50 ms, and never past the deadline.
