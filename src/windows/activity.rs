@@ -511,6 +511,7 @@ mod tests {
             },
             environment: Environment {
                 backend: "native".into(),
+                runtime: None,
                 image: "windows".into(),
                 image_digest: String::new(),
                 network: "none".into(),
