@@ -95,11 +95,15 @@ fn value_set<'a>(values: &'a [Value], key: &str, name: &str) -> Option<&'a Value
 
 /// The file entry created at a Windows path (files in the prefix carry their `C:\` path).
 fn created<'a>(r: &'a Report, windows_path: &str) -> Option<&'a aegis::report::FileEntry> {
-    r.files.created.iter().filter(|f| f.sha256.is_some()).find(|f| {
-        f.windows_path
-            .as_deref()
-            .is_some_and(|w| w.eq_ignore_ascii_case(windows_path))
-    })
+    r.files
+        .created
+        .iter()
+        .filter(|f| f.sha256.is_some())
+        .find(|f| {
+            f.windows_path
+                .as_deref()
+                .is_some_and(|w| w.eq_ignore_ascii_case(windows_path))
+        })
 }
 
 fn console_program_facts(bits: u8) {
