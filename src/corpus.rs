@@ -208,7 +208,14 @@ fn render(dir: &Path, markdown: &Path, rows: &[Row], timeout: u64, network: &str
                 .find(|l| !l.trim().is_empty())
                 .unwrap_or("");
             let mut first: String = first.chars().take(120).collect();
-            first = first.replace('|', "\\|").replace('`', "'");
+            // UTF-16 output (Windows tools) and control bytes must not reach the Markdown.
+            first = first
+                .chars()
+                .filter(|c| *c != '\0')
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .collect::<String>()
+                .replace('|', "\\|")
+                .replace('`', "'");
             let code = rep.execution.exit_code.unwrap_or_default();
             let _ = writeln!(t, "| {} | {} | {} |", row.file, code, first);
         }
