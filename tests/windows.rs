@@ -28,7 +28,7 @@ fn analyze_windows(sample: &Path, args: &[&str]) -> Analysis {
 
 /// As [`analyze_windows`], with extra variables in `aegis`'s own environment.
 fn analyze_windows_with(sample: &Path, args: &[&str], env: &[(&str, &str)]) -> Analysis {
-    let out = aegis()
+    let out = offline_aegis("windows")
         .arg("analyze")
         .arg(sample)
         .arg("--json")
@@ -129,7 +129,7 @@ fn console_program_facts(bits: u8) {
     assert!(r.incomplete.is_empty(), "{:?}", r.incomplete);
     assert_eq!(
         r.output.stdout.text,
-        "child-of-fixture\r\nuser=jmiller computer=DESKTOP-4F7QK2M connect=-1\r\n"
+        "child-of-fixture\r\nuser=jmiller computer=DESKTOP-4F7QK2M connect=0\r\n"
     );
 
     // The file dropped under C:\ProgramData, with its hash.
@@ -178,15 +178,19 @@ fn console_program_facts(bits: u8) {
         Some("cmd.exe /c echo child-of-fixture")
     );
 
-    // The TCP connect attempt to the documentation address, refused inside the sandbox.
-    let conn = r
+    // The TCP connection to the documentation address, answered by the simulated internet:
+    // one record, seen both in the system calls and in the traffic.
+    let conns: Vec<_> = r
         .network
         .connections
         .iter()
-        .find(|c| c.dst_ip.as_deref() == Some("192.0.2.10"))
-        .expect("connect attempt");
+        .filter(|c| c.dst_ip.as_deref() == Some("192.0.2.10"))
+        .collect();
+    assert_eq!(conns.len(), 1, "{conns:#?}");
+    let conn = conns[0];
     assert_eq!(conn.dst_port, Some(8443));
     assert_eq!(conn.protocol, "tcp");
+    assert_eq!(conn.seen_in, "syscall+traffic", "{conn:#?}");
 
     // Registry and mutex, from wineserver's trace.
     let values = values_set(&a.json);

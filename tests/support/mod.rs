@@ -32,6 +32,22 @@ pub fn aegis() -> Command {
     cmd
 }
 
+/// `aegis` as [`aegis`] makes it, run in a network namespace of its own that has nothing but
+/// an unconfigured loopback: whatever a sample (or a bug) sends, no packet of the analysis can
+/// reach a real network. The guest `image` is built first, outside, because building needs
+/// the package mirror.
+pub fn offline_aegis(image: &str) -> Command {
+    let data = aegis::paths::DataDir::new(data_dir());
+    aegis::image::ImageStore::new(&data)
+        .ensure(image, &mut |_| {})
+        .unwrap_or_else(|e| panic!("guest image {image}: {e}"));
+    let mut cmd = Command::new("unshare");
+    cmd.arg("--net").arg("--").arg(env!("CARGO_BIN_EXE_aegis"));
+    cmd.arg("--data-dir").arg(data_dir());
+    cmd.current_dir(std::env::temp_dir());
+    cmd
+}
+
 /// Compiles a C fixture from tests/fixtures with gcc.
 pub fn gcc(dir: &Path, name: &str, extra: &[&str]) -> PathBuf {
     let src = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -77,7 +93,7 @@ pub fn analyze(sample: &Path, args: &[&str]) -> Report {
 }
 
 pub fn analyze_raw(sample: &Path, args: &[&str]) -> Output {
-    aegis()
+    offline_aegis("linux")
         .arg("analyze")
         .arg(sample)
         .arg("--json")
