@@ -161,6 +161,30 @@ pub struct ImageInfo {
     pub uid_base: u32,
     /// The Debian release, e.g. `bookworm`.
     pub debian_suite: String,
+    /// Fingerprint of the recipe that built it ([`recipe_fingerprint`]); an image whose
+    /// fingerprint differs from this binary's (or that has none) is rebuilt by
+    /// [`ImageStore::ensure`].
+    #[serde(default)]
+    pub recipe: String,
+}
+
+/// Fingerprint of the way this binary builds image `name`: the recipe's packages,
+/// architectures, host name and prefix, and the text of the code that builds and customises
+/// the root file system. An image built by another version of that code is stale.
+pub fn recipe_fingerprint(name: &str) -> Result<String, ImageError> {
+    use sha2::{Digest, Sha256};
+    let recipe = recipe(name)?;
+    let mut hash = Sha256::new();
+    hash.update(format!("{recipe:?}\n{DEBIAN_SUITE}\n{UID_BASE}\n"));
+    for code in [
+        include_str!("mmdebstrap.rs"),
+        include_str!("customize.rs"),
+        include_str!("wineprefix.rs"),
+        include_str!("ownership.rs"),
+    ] {
+        hash.update(code);
+    }
+    Ok(hex::encode(&hash.finalize()[..8]))
 }
 
 /// The guest images under `<data-dir>/images`.
@@ -207,13 +231,18 @@ impl ImageStore {
         name: &str,
         progress: &mut dyn FnMut(&str),
     ) -> Result<ImageInfo, ImageError> {
-        if let Some(info) = self.get(name)? {
-            return Ok(info);
+        let current = recipe_fingerprint(name)?;
+        match self.get(name)? {
+            Some(info) if info.recipe == current => return Ok(info),
+            Some(_) => progress(&format!(
+                "guest image {name} was built by another version of aegis: rebuilding it"
+            )),
+            None => {}
         }
         let tools = mmdebstrap::locate()?;
         let _lock = staging::lock(&self.dir, name)?;
         // Another process may have built it while we waited for the lock.
-        if let Some(info) = self.get(name)? {
+        if let Some(info) = self.get(name)?.filter(|info| info.recipe == current) {
             return Ok(info);
         }
         self.build_locked(name, &tools, progress)
@@ -297,6 +326,7 @@ impl ImageStore {
             file_count: summary.file_count,
             uid_base: UID_BASE,
             debian_suite: DEBIAN_SUITE.to_string(),
+            recipe: recipe_fingerprint(name).unwrap_or_default(),
         }
     }
 
@@ -376,7 +406,30 @@ mod tests {
             file_count: 56,
             uid_base: UID_BASE,
             debian_suite: "bookworm".into(),
+            recipe: recipe_fingerprint("linux").unwrap(),
         }
+    }
+
+    #[test]
+    fn the_current_image_is_used_and_one_from_another_recipe_is_not() {
+        let scratch = TempDir::new().unwrap();
+        let (store, info) = fake_store(&scratch);
+        // Current: ensure returns it without building (no mmdebstrap is run).
+        let got = store.ensure("linux", &mut |_| {}).unwrap();
+        assert_eq!(got, info);
+        // An image.json written before fingerprints existed reads with an empty one: stale.
+        let mut old: serde_json::Value = serde_json::to_value(&info).unwrap();
+        old.as_object_mut().unwrap().remove("recipe");
+        fs::write(
+            store.image_dir("linux").join(METADATA_FILE),
+            old.to_string(),
+        )
+        .unwrap();
+        assert_eq!(store.get("linux").unwrap().unwrap().recipe, "");
+        let linux = recipe_fingerprint("linux").unwrap();
+        assert_eq!(linux.len(), 16);
+        assert_eq!(linux, recipe_fingerprint("linux").unwrap());
+        assert_ne!(linux, recipe_fingerprint("windows").unwrap());
     }
 
     /// A store with a hand-made `linux` image (an empty rootfs and its image.json).
