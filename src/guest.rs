@@ -15,3 +15,9 @@ pub const USER_NAME: &str = "deploy";
 
 /// Its uid and gid inside the guest.
 pub const USER_ID: u32 = 1000;
+
+/// Gives `path` (a final link itself, not its target) to guest root: host uid and gid
+/// [`UID_BASE`].
+pub fn chown_to_guest_root(path: &std::path::Path) -> std::io::Result<()> {
+    std::os::unix::fs::lchown(path, Some(UID_BASE), Some(UID_BASE))
+}

@@ -145,8 +145,8 @@ fn mount_scratch(layout: &RunLayout, disk_bytes: u64) -> Result<(), SandboxError
     Ok(())
 }
 
-pub(super) fn chown_guest_root(path: &Path) -> Result<(), SandboxError> {
-    std::os::unix::fs::lchown(path, Some(UID_BASE), Some(UID_BASE)).map_err(io("chown", path))
+fn chown_guest_root(path: &Path) -> Result<(), SandboxError> {
+    crate::guest::chown_to_guest_root(path).map_err(io("chown", path))
 }
 
 /// A fresh writable layer over the read-only image.

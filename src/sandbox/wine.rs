@@ -28,7 +28,7 @@ pub(super) fn place_launcher(layout: &RunLayout, wine: &WineSandbox) -> Result<(
     fs::write(&target, &wine.launcher_script).map_err(io("write launcher", &target))?;
     fs::set_permissions(&target, fs::Permissions::from_mode(0o755))
         .map_err(io("chmod", &target))?;
-    super::supervisor::chown_guest_root(&target)
+    crate::guest::chown_to_guest_root(&target).map_err(io("chown", &target))
 }
 
 /// The launcher's host pid: the child of the sandbox's init whose pid inside is 2 (the

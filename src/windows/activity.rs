@@ -11,13 +11,14 @@ use std::io::BufReader;
 use std::path::Path;
 
 use super::hives::Hives;
+use super::ids::{incomplete, ProcessIds};
 use super::paths::{hkey_path, windows_path};
 use super::registry::{registry, services, Unique};
 use super::relay;
-use super::trace::{self, Op, ProcessKey, Role, Trace};
+use super::trace::{self, Op, Role, Trace};
 use super::WineRun;
 use crate::report::{
-    EventOfNote, FileEntry, Incomplete, Mutex, Process, RegistryValue, Report, WindowsProcess,
+    EventOfNote, FileEntry, Mutex, Process, RegistryValue, Report, WindowsProcess,
 };
 
 /// Adds the Windows sections to `report`. Missing or damaged inputs become `incomplete` entries.
@@ -84,14 +85,6 @@ fn read_final_hives(report: &mut Report, run: &WineRun) -> Option<Hives> {
     None
 }
 
-pub(super) fn incomplete(report: &mut Report, section: &str, reason: String, dropped: Option<u64>) {
-    report.incomplete.push(Incomplete {
-        section: section.into(),
-        reason,
-        dropped,
-    });
-}
-
 fn read_trace(report: &mut Report, run: &WineRun) -> Option<Trace> {
     let path = &run.server_log;
     let parsed = File::open(path).and_then(|f| trace::read(BufReader::new(f)));
@@ -131,36 +124,6 @@ fn read_trace(report: &mut Report, run: &WineRun) -> Option<Trace> {
         incomplete(report, "windows", reason, Some(t.cut_lines));
     }
     Some(t)
-}
-
-/// Trace process → report process `id`, through the Unix pid wineserver was told.
-pub(super) struct ProcessIds {
-    by_key: HashMap<ProcessKey, u32>,
-}
-
-impl ProcessIds {
-    fn new(report: &Report, trace: Option<&Trace>) -> Self {
-        let mut by_key = HashMap::new();
-        for p in trace.map(|t| t.processes.values()).into_iter().flatten() {
-            let found = p
-                .unix_pid
-                .and_then(|pid| report_process(&report.processes, pid));
-            if let Some(id) = found {
-                by_key.insert(p.key, id);
-            }
-        }
-        ProcessIds { by_key }
-    }
-
-    pub(super) fn get(&self, key: Option<ProcessKey>) -> Option<u32> {
-        key.and_then(|k| self.by_key.get(&k).copied())
-    }
-}
-
-/// The report process with Unix pid `pid`: the last one, as pids are reused only after exit
-/// and Wine's processes live until the end.
-fn report_process(processes: &[Process], pid: i32) -> Option<u32> {
-    processes.iter().rev().find(|p| p.pid == pid).map(|p| p.id)
 }
 
 fn role_name(role: Role) -> &'static str {
@@ -440,12 +403,6 @@ fn summarize_processes(processes: &[Process], s: &mut crate::report::Summary) {
 fn dedup(list: &mut Vec<String>) {
     let mut seen = BTreeSet::new();
     list.retain(|x| seen.insert(x.clone()));
-}
-
-pub(super) fn strip_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
-    let head = s.get(..prefix.len())?;
-    head.eq_ignore_ascii_case(prefix)
-        .then(|| &s[prefix.len()..])
 }
 
 #[cfg(test)]

@@ -29,6 +29,7 @@ pub mod activity;
 pub mod escape;
 pub mod fields;
 pub mod hives;
+mod ids;
 pub mod launch;
 pub mod lines;
 pub mod paths;

@@ -3,9 +3,9 @@
 use std::collections::HashSet;
 use std::hash::Hash;
 
-use super::activity::{incomplete, strip_ci, ProcessIds};
 use super::hives::{self, Hives};
-use super::paths::hkey_path;
+use super::ids::{incomplete, ProcessIds};
+use super::paths::{hkey_path, strip_ci};
 use super::policy::WINE_CHURN;
 use super::reg::{render, type_name, RegValue, REG_DWORD};
 use super::trace::{Op, Role, Trace};
