@@ -54,4 +54,9 @@ impl DataDir {
     pub fn analysis(&self, analysis_id: &str) -> PathBuf {
         self.analyses().join(analysis_id)
     }
+
+    /// Where the service keeps the submitted bytes of an analysis until it ends.
+    pub fn submitted_sample(&self, analysis_id: &str) -> PathBuf {
+        self.root.join("samples").join(analysis_id)
+    }
 }

@@ -331,7 +331,7 @@ impl Orchestrator {
 
 /// Where the submitted bytes of an analysis are kept.
 pub fn sample_path(data: &DataDir, id: &AnalysisId) -> PathBuf {
-    data.root().join("samples").join(id.as_str())
+    data.submitted_sample(id.as_str())
 }
 
 /// Removes every file of an analysis: its sample and its analysis directory.

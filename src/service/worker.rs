@@ -16,7 +16,6 @@ use crate::config::Limits;
 use crate::paths::DataDir;
 use crate::report::ReportStatus;
 
-use super::orchestrator::sample_path;
 use super::queue::{CancelReason, Claimed, Outcome, Queue};
 use super::webhook::Webhooks;
 
@@ -135,7 +134,7 @@ fn run(ctx: &WorkerContext, job: Claimed) {
     let _span = tracing::info_span!("analysis", analysis_id = %id).entered();
     tracing::info!(attempt = job.row.attempts, "analysis started");
     let started = Instant::now();
-    let outcome = match std::fs::read(sample_path(&ctx.data, &id)) {
+    let outcome = match std::fs::read(ctx.data.submitted_sample(id.as_str())) {
         Err(e) => Outcome::Failed(format!("the stored sample cannot be read: {e}")),
         Ok(bytes) => analyze(ctx, &job, bytes),
     };
