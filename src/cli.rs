@@ -127,6 +127,9 @@ pub struct CorpusArgs {
     /// Timeout per sample in seconds.
     #[arg(long, default_value_t = 20)]
     pub timeout: u64,
+    /// The samples' network, `simulated` or `none` (default: network.mode).
+    #[arg(long, value_parser = parse_network_arg)]
+    pub network: Option<crate::netsim::NetworkMode>,
 }
 
 fn parse_size_arg(s: &str) -> Result<u64, String> {
@@ -224,6 +227,10 @@ pub fn run(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Corpus(args) => {
+            let mut config = config;
+            if let Some(mode) = args.network {
+                config.network.mode = mode;
+            }
             crate::corpus::run(&data, config, &args.dir, &args.markdown, args.timeout)
         }
         Command::Serve(args) => serve(&data, config, args),

@@ -331,6 +331,10 @@ impl Config {
     }
 }
 
+/// Why a Windows sample is refused with the docker backend.
+pub const WINDOWS_ON_DOCKER: &str = "Windows samples run under Wine with the native backend \
+     only; the docker backend runs Linux samples";
+
 /// Why `simulated` is refused with the docker backend.
 pub const DOCKER_HAS_NO_NETWORK: &str = "the docker backend runs samples with no network; \
      the simulated internet needs the native backend (or ask for network \"none\")";

@@ -61,6 +61,11 @@ impl Sample {
 
     /// Identifies `bytes` without hashing them (the hashes can be filled in later, off the
     /// path to the sample's first instruction).
+    /// Whether this is a Windows sample (run under Wine, native backend only).
+    pub fn is_windows(&self) -> bool {
+        matches!(self.kind, Kind::Windows { .. })
+    }
+
     pub fn classify(file_name: &str, bytes: &[u8]) -> Sample {
         let guest_name = sanitize_name(file_name);
         let (kind, file_type, arch) = classify(&guest_name, bytes);

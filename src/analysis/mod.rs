@@ -135,11 +135,8 @@ impl Engine {
                 return self.store(dir, report);
             }
         };
-        let docker = request.placement.backend == Backend::Docker;
-        if docker && matches!(sample.kind, Kind::Windows { .. }) {
-            let reason = "Windows samples run under Wine with the native backend only; \
-                          the docker backend runs Linux samples"
-                .to_string();
+        if request.placement.backend == Backend::Docker && sample.is_windows() {
+            let reason = crate::config::WINDOWS_ON_DOCKER.to_string();
             return Err(AnalysisError::Docker(crate::docker::DockerError::Local(
                 reason,
             )));

@@ -251,7 +251,7 @@ pub struct Network {
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct Connection {
-    /// `tcp`, `udp`, `unix`, `raw`, `unknown`.
+    /// `tcp`, `udp`, `unix`, `raw`, `netlink`, `packet`, `unknown`.
     pub protocol: String,
     /// `connect` or `sendto` (system calls), `traffic` when only the traffic showed it.
     pub operation: String,

@@ -291,6 +291,11 @@ impl Draft {
                 "applies to the docker backend only; add \"backend\": \"docker\"".into(),
             ));
         }
+        if placement.backend == Backend::Docker
+            && crate::sample::Sample::classify(&file_name, &bytes).is_windows()
+        {
+            return Err(invalid("backend", config::WINDOWS_ON_DOCKER.into()));
+        }
         let network = config
             .network_mode_for(placement.backend, self.network)
             .map_err(|reason| invalid("network", reason))?;
@@ -718,6 +723,18 @@ mod tests {
         assert!(err.to_string().contains("docker backend only"), "{err}");
         let err = submit(json!({"file_data": "aGk=", "backend": 3})).unwrap_err();
         assert!(err.to_string().contains("got 3"), "{err}");
+        // Docker runs no Windows sample and no simulated internet: refused at submission.
+        let bat = json!({"file_data": "ZWNobyBoaQ==", "file_name": "run.bat", "backend": "docker"});
+        let err = submit(bat).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("`backend` {}", crate::config::WINDOWS_ON_DOCKER)
+        );
+        let err = submit(json!({"file_data": "aGk=", "backend": "docker", "network": "simulated"}))
+            .unwrap_err();
+        assert!(err.to_string().contains("no network"), "{err}");
+        let s = submit(json!({"file_data": "aGk=", "backend": "docker"})).unwrap();
+        assert_eq!(s.network, crate::netsim::NetworkMode::None);
     }
 
     #[test]

@@ -35,7 +35,8 @@ pub struct SubmitRequest {
     pub callback_url: Option<String>,
     /// The sample's network: `simulated` (every address answered by the simulated internet,
     /// traffic recorded, `network.pcap` kept) or `none` (loopback only). No mode reaches the
-    /// real internet. Default `network.mode` (`simulated`).
+    /// real internet. Default `network.mode` (`simulated`); always `none` with the docker backend,
+    /// which refuses `simulated`.
     pub network: Option<String>,
     /// How names resolve with `simulated`: `sinkhole` (every name resolves to the simulated
     /// internet) or `nxdomain`. Default `network.dns` (`sinkhole`).
