@@ -67,7 +67,7 @@ async fn door(State(app): State<Arc<App>>, req: Request, next: Next) -> Response
         && !app.tokens.is_empty()
         && !auth::authorized(req.headers(), &app.tokens)
     {
-        ApiError::Unauthorized.into_response()
+        refuse_unauthorized(req).await
     } else if declared_length(&req).is_some_and(|n| n > app.max_body) {
         let mut response = ApiError::TooLarge {
             limit: app.max_body,
@@ -88,6 +88,32 @@ async fn door(State(app): State<Arc<App>>, req: Request, next: Next) -> Response
         elapsed_us = started.elapsed().as_micros() as u64,
         "request"
     );
+    response
+}
+
+/// Most of an unauthorised request's body read before the 401, so that a client that sent a
+/// small body gets the answer: closing a socket with unread bytes makes the kernel reset the
+/// connection, and a reset can discard the answer before the client reads it.
+const UNAUTHORIZED_DRAIN_BYTES: usize = 64 << 10;
+
+async fn refuse_unauthorized(req: Request) -> Response {
+    let chunked = req.headers().contains_key(header::TRANSFER_ENCODING);
+    let drained = match declared_length(&req) {
+        Some(n) if n <= UNAUTHORIZED_DRAIN_BYTES as u64 => {
+            axum::body::to_bytes(req.into_body(), UNAUTHORIZED_DRAIN_BYTES)
+                .await
+                .is_ok()
+        }
+        Some(_) => false,
+        None => !chunked,
+    };
+    let mut response = ApiError::Unauthorized.into_response();
+    if !drained {
+        // A large or unbounded body is not read for a caller without a token.
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     response
 }
 
