@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use bollard::container::{
     AttachContainerOptions, Config, CreateContainerOptions, DownloadFromContainerOptions,
-    KillContainerOptions, RemoveContainerOptions, UploadToContainerOptions,
+    KillContainerOptions, UploadToContainerOptions,
 };
 use bollard::models::{HostConfig, HostConfigLogConfig};
 use bollard::Docker;
@@ -54,14 +54,9 @@ pub fn run(
     let result = engine
         .rt
         .block_on(run_container(&engine.docker, req, &tag, &name));
-    let remove = RemoveContainerOptions {
-        force: true,
-        v: true,
-        ..Default::default()
-    };
     let _ = engine
         .rt
-        .block_on(engine.docker.remove_container(&name, Some(remove)));
+        .block_on(super::force_remove(&engine.docker, &name));
     tracing::debug!(container = name, "removed");
     let mut outcome = result?;
     outcome.cgroup_version = cgroup_version;
@@ -434,12 +429,7 @@ pub async fn probe(
         disk_bytes: 16 << 20,
     };
     let result = probe_run(docker, &tag, &name, &limits, runtime).await;
-    let remove = RemoveContainerOptions {
-        force: true,
-        v: true,
-        ..Default::default()
-    };
-    let _ = docker.remove_container(&name, Some(remove)).await;
+    let _ = super::force_remove(docker, &name).await;
     result
 }
 

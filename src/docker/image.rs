@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use bollard::container::{Config, CreateContainerOptions, RemoveContainerOptions};
+use bollard::container::{Config, CreateContainerOptions};
 use bollard::image::{CommitContainerOptions, CreateImageOptions};
 use bollard::Docker;
 use futures_util::StreamExt;
@@ -156,12 +156,7 @@ async fn add_monitor(docker: &Docker, base: &str, tag: &str) -> Result<(), Docke
         .await
         .map_err(|e| api("create container", e))?;
     let result = commit_with_binary(docker, &name, tag, labels).await;
-    let remove = RemoveContainerOptions {
-        force: true,
-        v: true,
-        ..Default::default()
-    };
-    let _ = docker.remove_container(&name, Some(remove)).await;
+    let _ = super::force_remove(docker, &name).await;
     result
 }
 

@@ -57,6 +57,16 @@ fn api(step: &'static str, source: bollard::errors::Error) -> DockerError {
     DockerError::Api { step, source }
 }
 
+/// Removes a container of ours, running or not, with its anonymous volumes.
+async fn force_remove(docker: &Docker, name: &str) -> Result<(), bollard::errors::Error> {
+    let options = bollard::container::RemoveContainerOptions {
+        force: true,
+        v: true,
+        ..Default::default()
+    };
+    docker.remove_container(name, Some(options)).await
+}
+
 /// A connection to the engine, with the small runtime that drives it from blocking code.
 /// The [`SandboxOutcome`](crate::sandbox::SandboxOutcome) of a run comes from [`run`].
 pub struct Engine {

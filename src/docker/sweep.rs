@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use bollard::container::{ListContainersOptions, RemoveContainerOptions};
+use bollard::container::ListContainersOptions;
 use bollard::Docker;
 
 use bollard::models::ContainerSummary;
@@ -83,12 +83,7 @@ pub async fn sweep(docker: &Docker) -> Result<Vec<String>, DockerError> {
             continue;
         }
         let Some(id) = c.id else { continue };
-        let remove = RemoveContainerOptions {
-            force: true,
-            v: true,
-            ..Default::default()
-        };
-        if docker.remove_container(&id, Some(remove)).await.is_ok() {
+        if super::force_remove(docker, &id).await.is_ok() {
             removed.push(c.names.unwrap_or_default().join(","));
         }
     }
